@@ -1,0 +1,224 @@
+"""The product's errors: one root, one subclass per failure kind, each with its exit code.
+
+Every module raises these (re-raising foreign exceptions ``from e``); only the command-line
+entry points turn them into exit codes and messages, through :func:`exit_code_for`.
+
+Codes 1, 2, 6 and 7 mean what the vendor's documentation of the Internet update always said
+(license problem, license problem, no connection, registration missing). The others are ours,
+numbered from 10 so they never collide with the remaining numbers of the old updater.
+"""
+
+from __future__ import annotations
+
+
+class OpusiError(Exception):
+    """Root of every error of the product.
+
+    Attributes:
+        exit_code: The process exit code this error ends a run with.
+        title: A short headline for the user ("Fehler 6" style numbers go with it).
+    """
+
+    exit_code = 70
+    title = "internal error"
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+# --- license and server answers (the seed's numbers) -------------------------------------
+
+
+class LicenseMissingError(OpusiError):
+    """No license number, or one that is not well-formed (error 1)."""
+
+    exit_code = 1
+    title = "license problem (no or malformed license number)"
+
+
+class LicenseRefusedError(OpusiError):
+    """The license is revoked or its update entitlement has ended (error 2)."""
+
+    exit_code = 2
+    title = "license problem (revoked or entitlement ended)"
+
+
+class ConnectionFailedError(OpusiError):
+    """The server could not be reached: refused, DNS, TLS, timeout, proxy (error 6)."""
+
+    exit_code = 6
+    title = "connection to the server failed"
+
+
+class RegistrationMissingError(OpusiError):
+    """The server does not know the license for the Internet update (error 7)."""
+
+    exit_code = 7
+    title = "license holder's registration is missing"
+
+
+# --- our own codes ------------------------------------------------------------------------
+
+
+class UsageError(OpusiError):
+    """Wrong command-line arguments."""
+
+    exit_code = 10
+    title = "wrong arguments"
+
+
+class ConfigError(OpusiError):
+    """The install, its BUILD file or its update.ini is missing or unreadable."""
+
+    exit_code = 11
+    title = "installation or configuration not found"
+
+
+class UntrustedMetadataError(OpusiError):
+    """Signed metadata failed verification: bad signature, expired, rolled back."""
+
+    exit_code = 12
+    title = "update metadata not trustworthy"
+
+
+class PackageVerificationError(OpusiError):
+    """A downloaded file does not match its signed length or hash."""
+
+    exit_code = 13
+    title = "downloaded package failed verification"
+
+
+class DiskSpaceError(OpusiError):
+    """Not enough free disk space, or the disk became full."""
+
+    exit_code = 14
+    title = "not enough disk space"
+
+
+class FileLockedError(OpusiError):
+    """A file of the install cannot be written: locked, read-only, or no permission."""
+
+    exit_code = 15
+    title = "file locked or not writable"
+
+
+class UpdateRestoredError(OpusiError):
+    """The update failed and the backup was restored: the install is as before."""
+
+    exit_code = 16
+    title = "update failed, previous state restored"
+
+
+class RestoreFailedError(OpusiError):
+    """The update failed and the backup could not be restored completely."""
+
+    exit_code = 17
+    title = "update failed and restore failed"
+
+
+class AlreadyRunningError(OpusiError):
+    """Another updater holds the install's lock."""
+
+    exit_code = 18
+    title = "another update is running"
+
+
+class HostStillRunningError(OpusiError):
+    """The host program did not exit within the waiting time."""
+
+    exit_code = 19
+    title = "the program to be updated did not exit"
+
+
+class RemoteInstallError(OpusiError):
+    """The install is reached over the network; the update belongs on the server itself."""
+
+    exit_code = 20
+    title = "installation is on a network drive"
+
+
+class PlanError(OpusiError):
+    """No safe sequence of builds leads from the installed build to the newest one."""
+
+    exit_code = 21
+    title = "no update path"
+
+
+class UnsafeArchiveError(OpusiError):
+    """A package holds a member that must never be written (traversal, device name, ...)."""
+
+    exit_code = 22
+    title = "package refused as unsafe"
+
+
+class ServerResponseError(OpusiError):
+    """The server answered, but not as a correct update server would."""
+
+    exit_code = 23
+    title = "unexpected answer from the server"
+
+
+class RefusedByPolicyError(OpusiError):
+    """The bootstrap refuses: option off, build too old, no admin approval."""
+
+    exit_code = 24
+    title = "update not allowed here"
+
+
+# --- vendor side ----------------------------------------------------------------------------
+
+
+class PublishRefusedError(OpusiError):
+    """A publish was refused; the repository is unchanged."""
+
+    exit_code = 30
+    title = "publish refused"
+
+
+class RepositoryError(OpusiError):
+    """The vendor's repository or key folder is missing, broken or inconsistent."""
+
+    exit_code = 31
+    title = "repository problem"
+
+
+class LicenseDatabaseError(OpusiError):
+    """The license registry could not be read or written."""
+
+    exit_code = 32
+    title = "license registry problem"
+
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+def exit_code_for(error: BaseException) -> int:
+    """Return the process exit code for ``error``.
+
+    Args:
+        error: Any exception that ended a run.
+
+    Returns:
+        The documented code of an :class:`OpusiError`, 130 for an interrupt, 70 otherwise.
+    """
+    if isinstance(error, OpusiError):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED_EXIT_CODE
+    return OpusiError.exit_code
+
+
+def all_error_classes() -> list[type[OpusiError]]:
+    """Every error class with its own code, in code order (for the README's table)."""
+    seen: dict[int, type[OpusiError]] = {}
+    stack: list[type[OpusiError]] = [OpusiError]
+    while stack:
+        cls = stack.pop()
+        seen.setdefault(cls.exit_code, cls)
+        stack.extend(cls.__subclasses__())
+    return [seen[code] for code in sorted(seen)]
