@@ -1,0 +1,125 @@
+"""Manifests of complete program trees, and the pure difference between two of them.
+
+A manifest maps every file of a build's full tree (relative POSIX path) to its size and
+sha256. The vendor's publishing tool keeps one per published build, as a signed target,
+so the next build can be diffed against it and the updater can check a tree after applying.
+
+Reads a tree from disk (:func:`scan_tree`); everything else here is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from updater.fsutil import sha256_file
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a tree."""
+
+    size: int
+    sha256: str
+
+
+Manifest = Mapping[str, FileEntry]
+
+
+@dataclass(frozen=True)
+class TreeScan:
+    """What a walk of a program tree found.
+
+    Attributes:
+        files: Every regular file, by relative POSIX path.
+        links: Relative paths of symbolic links (files or folders) found, not followed.
+        specials: Relative paths of anything neither file, folder nor link (FIFOs, devices).
+    """
+
+    files: dict[str, Path]
+    links: tuple[str, ...]
+    specials: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TreeDiff:
+    """What changed from one manifest to the next."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """Files a package must carry: added and changed, sorted."""
+        return tuple(sorted(self.added + self.changed))
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing changed at all."""
+        return not (self.added or self.changed or self.deleted)
+
+
+def scan_tree(root: Path) -> TreeScan:
+    """Walk ``root`` without following links.
+
+    Raises:
+        OSError: The tree cannot be read.
+    """
+    files: dict[str, Path] = {}
+    links: list[str] = []
+    specials: list[str] = []
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for name in sorted(dirnames):
+            if (base / name).is_symlink():
+                links.append((base / name).relative_to(root).as_posix())
+        for name in sorted(filenames):
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                links.append(rel)
+            elif stat.S_ISREG(mode):
+                files[rel] = path
+            else:
+                specials.append(rel)
+    return TreeScan(files=files, links=tuple(links), specials=tuple(specials))
+
+
+def build_manifest(files: Mapping[str, Path]) -> dict[str, FileEntry]:
+    """Hash every file; the result is sorted by path."""
+    return {
+        rel: FileEntry(size=files[rel].stat().st_size, sha256=sha256_file(files[rel]))
+        for rel in sorted(files)
+    }
+
+
+def diff_manifests(old: Manifest, new: Manifest) -> TreeDiff:
+    """The files added, changed (by content) and deleted from ``old`` to ``new``."""
+    added = tuple(p for p in new if p not in old)
+    changed = tuple(p for p in new if p in old and old[p] != new[p])
+    deleted = tuple(sorted(p for p in old if p not in new))
+    return TreeDiff(added=added, changed=changed, deleted=deleted)
+
+
+def manifest_to_json(manifest: Manifest) -> bytes:
+    """Serialize a manifest deterministically."""
+    body = {p: [e.size, e.sha256] for p, e in sorted(manifest.items())}
+    return json.dumps({"format": 1, "files": body}, ensure_ascii=False, indent=0).encode()
+
+
+def manifest_from_json(data: bytes) -> dict[str, FileEntry]:
+    """Parse a manifest written by :func:`manifest_to_json`.
+
+    Raises:
+        ValueError: The data is not such a manifest.
+    """
+    body = json.loads(data.decode("utf-8"))
+    if not isinstance(body, dict) or body.get("format") != 1:
+        raise ValueError("not a manifest of format 1")
+    return {p: FileEntry(size=int(s), sha256=str(h)) for p, (s, h) in body["files"].items()}

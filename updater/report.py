@@ -1,0 +1,72 @@
+"""The report step: the one place where an exception becomes an exit code and a message.
+
+Every command-line entry point (``opusi-repo``, ``opusi-update``, ``opusi-INSTALLUpdate``)
+runs its work through :func:`run_command`. Nothing else in the package prints an error or
+calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TextIO
+
+from updater.errors import OpusiError, UsageError, exit_code_for
+
+log = logging.getLogger(__name__)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a :class:`UsageError` (code 10), not exit code 2.
+
+    Code 2 is a license problem to our users; argparse's own choice would collide with it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"See '{self.prog} --help'.")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if status:
+            raise UsageError(message or f"{self.prog}: bad arguments")
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(0)
+
+
+def format_error(error: BaseException) -> str:
+    """The message shown to the user for an error that ended a run."""
+    code = exit_code_for(error)
+    if isinstance(error, OpusiError):
+        text = f"Error {code}: {error.title}.\n{error.message}"
+        if error.hint:
+            text += f"\n{error.hint}"
+        return text
+    if isinstance(error, KeyboardInterrupt):
+        return f"Error {code}: interrupted."
+    return (
+        f"Error {code}: internal error ({type(error).__name__}: {error}).\n"
+        "Please send the log file to the vendor's support."
+    )
+
+
+def run_command(
+    work: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None, stream: TextIO | None = None
+) -> int:
+    """Run ``work(argv)`` and turn whatever it raises into an exit code and a message.
+
+    Returns:
+        ``work``'s own result, or the documented code of the error it raised.
+    """
+    stream = stream or sys.stderr
+    try:
+        return work(list(sys.argv[1:] if argv is None else argv))
+    except (OpusiError, KeyboardInterrupt) as e:
+        log.error("%s", format_error(e).replace("\n", " | "))
+        print(format_error(e), file=stream)
+        return exit_code_for(e)
+    except Exception as e:  # the last resort: a bug must still end with a code and a message
+        log.exception("internal error")
+        print(format_error(e), file=stream)
+        return exit_code_for(e)
