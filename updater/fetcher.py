@@ -1,0 +1,381 @@
+"""The network: one urllib3-based fetcher for metadata (via python-tuf) and packages.
+
+The only module that imports urllib3. Every request carries the license number (one header)
+and a fixed User-Agent, nothing else about the machine. It handles proxies (explicit, or the
+standard ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` variables; Basic credentials in the proxy
+URL become a ``Proxy-Authorization`` header), connect retries with backoff, a read timeout, and a
+minimum throughput, so a server that trickles a byte every few seconds is dropped too.
+
+Failures become the product's errors here: the server's license answers become errors 1, 2 and 7;
+anything that keeps us from talking to the server (refused, DNS, TLS, timeout, proxy) is error 6.
+``404``/``403`` without a license answer stay python-tuf's ``DownloadHTTPError``, which its client
+expects when it probes for a newer root.
+
+:meth:`Fetcher.download_file` downloads a package resumably (``Range`` + ``If-Range``) into a
+``.part`` file next to its destination and verifies the signed length and sha256.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import urllib3
+from tuf.api import exceptions as tuf_exceptions
+from tuf.ngclient.fetcher import FetcherInterface
+from urllib3.util import parse_url
+
+from updater import __version__
+from updater.errors import (
+    ConnectionFailedError,
+    DiskSpaceError,
+    FileLockedError,
+    OpusiError,
+    PackageVerificationError,
+    ServerResponseError,
+)
+from updater.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"opusi-INSTALLUpdate/{__version__}"
+_CHUNK = 256 * 1024
+_ERROR_BODY_LIMIT = 16 * 1024
+_GATEWAY_STATUSES = {502, 503, 504}
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """How to reach the server.
+
+    Attributes:
+        license_number: Sent with every request, the only thing about the customer that is.
+        proxy_url: Explicit proxy (``http://user:pass@host:port``); None: use the environment.
+        use_environment: Read ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (and, on Windows,
+            the system's proxy settings) when no explicit proxy is given.
+        connect_timeout: Seconds to wait for a connection.
+        read_timeout: Seconds to wait for the next bytes of an answer.
+        min_rate: Bytes per second an answer must average over ``rate_window`` seconds.
+        rate_window: Seconds over which the throughput is measured.
+        retries: Connection attempts after the first, with exponential backoff.
+        backoff: Backoff factor in seconds (0.5 waits 0.5, 1, 2, ...).
+        ca_file: Extra CA bundle for TLS (tests, in-house CAs); None: the system's.
+    """
+
+    license_number: str
+    proxy_url: str | None = None
+    use_environment: bool = True
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    min_rate: float = 1024.0
+    rate_window: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+    ca_file: Path | None = None
+
+
+def proxy_for(url: str, settings: NetworkSettings) -> str | None:
+    """The proxy to use for ``url``: the explicit one, else the environment's, or None."""
+    if settings.proxy_url:
+        return settings.proxy_url
+    if not settings.use_environment:
+        return None
+    parsed = parse_url(url)
+    if parsed.host and urllib.request.proxy_bypass(parsed.host):
+        return None
+    return urllib.request.getproxies().get(parsed.scheme or "http")
+
+
+def _proxy_manager(proxy: str, settings: NetworkSettings, **kwargs: object) -> urllib3.ProxyManager:
+    parsed = parse_url(proxy if "://" in proxy else f"http://{proxy}")
+    headers = {}
+    if parsed.auth:
+        user, _, password = parsed.auth.partition(":")
+        headers = urllib3.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
+    clean = parsed._replace(auth=None).url
+    return urllib3.ProxyManager(clean, proxy_headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+class _RateGuard:
+    """Raises when the bytes received over a window fall below the minimum throughput."""
+
+    def __init__(self, min_rate: float, window: float, url: str) -> None:
+        self._min_rate, self._window, self._url = min_rate, window, url
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def update(self, count: int) -> None:
+        self._bytes += count
+        elapsed = time.monotonic() - self._start
+        if elapsed < self._window:
+            return
+        if self._bytes / elapsed < self._min_rate:
+            raise ConnectionFailedError(
+                f"The server sends too slowly ({self._bytes} bytes in {elapsed:.0f} s "
+                f"from {self._url}); the connection was given up.",
+                hint="Try again later; a download that was begun is resumed.",
+            )
+        self._start, self._bytes = time.monotonic(), 0
+
+
+class Fetcher(FetcherInterface):
+    """python-tuf's fetcher interface on urllib3, plus resumable package downloads."""
+
+    def __init__(self, settings: NetworkSettings) -> None:
+        self.settings = settings
+        self._managers: dict[str | None, urllib3.PoolManager] = {}
+
+    # -- connection --------------------------------------------------------------------------
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        proxy = proxy_for(url, self.settings)
+        if proxy not in self._managers:
+            kwargs: dict[str, object] = {
+                "headers": {LICENSE_HEADER: self.settings.license_number, "User-Agent": USER_AGENT,
+                            "Accept-Encoding": "identity"},
+                "timeout": urllib3.Timeout(connect=self.settings.connect_timeout,
+                                           read=self.settings.read_timeout),
+                "retries": urllib3.Retry(total=self.settings.retries, connect=self.settings.retries,
+                                         read=0, status=0, other=0, redirect=3,
+                                         backoff_factor=self.settings.backoff,
+                                         raise_on_status=False),
+                "maxsize": 4,
+            }
+            if self.settings.ca_file:
+                kwargs["ca_certs"] = str(self.settings.ca_file)
+            self._managers[proxy] = (
+                _proxy_manager(proxy, self.settings, **kwargs) if proxy else urllib3.PoolManager(**kwargs)  # type: ignore[arg-type]
+            )
+        return self._managers[proxy]
+
+    def open(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+        """Send a GET and return the unread response of a 2xx answer.
+
+        Raises:
+            ConnectionFailedError: The server or proxy could not be reached (error 6).
+            LicenseMissingError, LicenseRefusedError, RegistrationMissingError: The server
+                refused the license (errors 1, 2, 7).
+            tuf.api.exceptions.DownloadHTTPError: Any other error status.
+        """
+        try:
+            response = self._manager(url).request(
+                "GET", url, headers=headers, preload_content=False, decode_content=False
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise connection_error(e, url) from e
+        if response.status < 300:
+            return response
+        try:
+            raise _status_error(response, url)
+        finally:
+            response.release_conn()
+
+    # -- python-tuf ----------------------------------------------------------------------------
+
+    def fetch(self, url: str) -> Iterator[bytes]:
+        """Like the base class, but the product's own errors pass through unwrapped."""
+        try:
+            return self._fetch(url)
+        except (tuf_exceptions.DownloadError, OpusiError):
+            raise
+        except Exception as e:
+            raise tuf_exceptions.DownloadError(f"Failed to download {url}") from e
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        return self._chunks(self.open(url), url)
+
+    def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
+        guard = _RateGuard(self.settings.min_rate, self.settings.rate_window, url)
+        try:
+            while True:
+                try:
+                    chunk = response.read1(_CHUNK)
+                except urllib3.exceptions.HTTPError as e:
+                    raise connection_error(e, url) from e
+                if not chunk:
+                    return
+                guard.update(len(chunk))
+                yield chunk
+        finally:
+            response.release_conn()
+
+    # -- packages ------------------------------------------------------------------------------
+
+    def download_file(
+        self, url: str, dest: Path, *, length: int, sha256: str, progress: Progress | None = None
+    ) -> Path:
+        """Download ``url`` to ``dest``, resuming a ``.part`` file left by an earlier run.
+
+        The file is complete only when it has exactly ``length`` bytes with hash ``sha256``;
+        then it is renamed to ``dest``. A ``.part`` that cannot be resumed starts over.
+
+        Raises:
+            ConnectionFailedError: The connection failed (the ``.part`` is kept for resuming).
+            PackageVerificationError: The server sent more than ``length`` bytes, or the
+                complete file does not match ``sha256`` (the ``.part`` is deleted).
+            DiskSpaceError: The disk became full.
+        """
+        part = dest.with_name(dest.name + ".part")
+        state = _PartState.load(part)
+        headers = {}
+        if state.size and state.etag and state.size < length:
+            headers = {"Range": f"bytes={state.size}-", "If-Range": state.etag}
+        elif state.size:
+            state = state.restart()
+        response = self.open(url, headers)
+        resumed = response.status == 206 and _range_start(response) == state.size
+        if not resumed:
+            state = state.restart()
+        state = state.with_etag(response.headers.get("ETag"))
+        self._write_body(response, url, part, state, length, progress)
+        _verify_file(part, length, sha256, url)
+        os.replace(part, dest)
+        state.forget()
+        return dest
+
+    def _write_body(
+        self, response: urllib3.BaseHTTPResponse, url: str, part: Path, state: _PartState,
+        length: int, progress: Progress | None,
+    ) -> None:
+        size = state.size
+        if progress and size:
+            progress(size)
+        try:
+            with part.open("ab" if size else "wb") as handle:
+                for chunk in self._chunks(response, url):
+                    size += len(chunk)
+                    if size > length:
+                        raise PackageVerificationError(
+                            f"The server sent more than the signed {length} bytes of {url}."
+                        )
+                    handle.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except PackageVerificationError:
+            state.discard()
+            raise
+        except OSError as e:
+            raise disk_error(e, part) from e
+
+
+@dataclass(frozen=True)
+class _PartState:
+    """A partial download on disk and the ETag it was begun with (kept in ``.part.json``)."""
+
+    part: Path
+    size: int
+    etag: str | None
+
+    @classmethod
+    def load(cls, part: Path) -> _PartState:
+        try:
+            etag = json.loads(part.with_name(part.name + ".json").read_text("utf-8"))["etag"]
+            return cls(part, part.stat().st_size, str(etag) if etag else None)
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls(part, part.stat().st_size if part.exists() else 0, None)
+
+    def restart(self) -> _PartState:
+        self.part.unlink(missing_ok=True)
+        return _PartState(self.part, 0, None)
+
+    def with_etag(self, etag: str | None) -> _PartState:
+        meta = self.part.with_name(self.part.name + ".json")
+        if etag and etag != self.etag:
+            meta.write_text(json.dumps({"etag": etag}), "utf-8")
+        return _PartState(self.part, self.size, etag)
+
+    def discard(self) -> None:
+        self.restart()
+        self.forget()
+
+    def forget(self) -> None:
+        self.part.with_name(self.part.name + ".json").unlink(missing_ok=True)
+
+
+def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
+    value = response.headers.get("Content-Range", "")
+    try:
+        unit, _, rest = value.partition(" ")
+        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
+    except ValueError:
+        return None
+
+
+def _verify_file(path: Path, length: int, sha256: str, url: str) -> None:
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    if size != length or digest.hexdigest() != sha256:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".json").unlink(missing_ok=True)
+        raise PackageVerificationError(
+            f"{url} does not match its signed length and hash "
+            f"({size} bytes received, {length} expected); it was discarded."
+        )
+
+
+def _status_error(response: urllib3.BaseHTTPResponse, url: str) -> Exception:
+    status = response.status
+    body = response.read(_ERROR_BODY_LIMIT, decode_content=False) if status < 500 else b""
+    license_error = error_from_answer(response.headers.get(ERROR_HEADER), body) if status < 500 else None
+    if license_error is not None:
+        return license_error
+    if status == 407:
+        return ConnectionFailedError(
+            "The proxy server refused the request: it requires (other) credentials.",
+            hint="Check the proxy user and password in update.ini or the proxy variables.",
+        )
+    if status in _GATEWAY_STATUSES:
+        return ConnectionFailedError(
+            f"The update server is unavailable (HTTP {status} for {url}).",
+            hint="Try again later; if a proxy is used, check that it may reach the server.",
+        )
+    if status in (403, 404):
+        return tuf_exceptions.DownloadHTTPError(f"HTTP {status} for {url}", status)
+    return ServerResponseError(f"The update server answered HTTP {status} for {url}.")
+
+
+def connection_error(error: Exception, url: str) -> ConnectionFailedError:
+    """Describe a urllib3 failure to reach ``url`` as error 6, naming its cause."""
+    reason = getattr(error, "reason", None) or error
+    kind = "could not be reached"
+    if isinstance(reason, urllib3.exceptions.ProxyError) or isinstance(error, urllib3.exceptions.ProxyError):
+        kind = "could not be reached through the proxy"
+    elif isinstance(reason, urllib3.exceptions.SSLError):
+        kind = "failed the TLS (https) check"
+    elif isinstance(reason, urllib3.exceptions.NameResolutionError):
+        kind = "has a name that could not be resolved (DNS)"
+    elif isinstance(reason, urllib3.exceptions.TimeoutError):
+        kind = "did not answer in time"
+    elif isinstance(reason, urllib3.exceptions.ProtocolError):
+        kind = "dropped the connection"
+    host = parse_url(url).host
+    return ConnectionFailedError(
+        f"The update server {host} {kind} ({type(reason).__name__}: {reason}).",
+        hint="Check the Internet connection, the server address and the proxy settings. "
+        "Nothing was changed; downloads begun are resumed next time.",
+    )
+
+
+def disk_error(error: OSError, path: Path) -> OpusiError:
+    """Describe a failed write of ``path``: disk full, or not writable."""
+    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return DiskSpaceError(f"The disk is full while writing {path.name}.",
+                              hint="Free some space and start the update again.")
+    return FileLockedError(f"Cannot write {path}: {error.strerror or error}.",
+                           hint="Check that the folder is writable and not locked.")

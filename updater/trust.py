@@ -1,0 +1,176 @@
+"""The trust step: signed metadata from the server, verified by python-tuf's client.
+
+The only module that uses python-tuf's client. It starts from the trusted root built into the
+updater (or one given for tests), refreshes root, timestamp, snapshot and targets through our
+:class:`~updater.fetcher.Fetcher` (all checks of The Update Framework: signatures, expiry,
+rollback, mix-and-match, lengths), keeps the verified metadata in a cache folder for the next
+run's rollback protection, and describes what the repository offers as plain records.
+
+python-tuf's exceptions become the product's errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import Metadata, TargetFile, Targets
+from tuf.ngclient import Updater, UpdaterConfig
+
+from updater.errors import (
+    ConnectionFailedError,
+    OpusiError,
+    ServerResponseError,
+    UntrustedMetadataError,
+)
+from updater.fetcher import Fetcher, disk_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A signed target: where it is, how long it is, its hash."""
+
+    name: str
+    url: str
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RemoteBuild:
+    """One published build as its signed metadata describes it."""
+
+    build: int
+    previous: int | None
+    deleted: tuple[str, ...]
+    unpacked_size: int
+    package: RemoteFile
+    manifest: RemoteFile
+
+
+@dataclass(frozen=True)
+class RemoteUpdater:
+    """The frozen updater published for one platform."""
+
+    platform: str
+    version: str
+    file: RemoteFile
+
+
+@dataclass(frozen=True)
+class RepositoryView:
+    """Everything the verified metadata offers, sorted by build number."""
+
+    builds: tuple[RemoteBuild, ...]
+    updaters: tuple[RemoteUpdater, ...]
+
+    def updater_for(self, platform: str) -> RemoteUpdater | None:
+        """The updater published for ``platform``, if any."""
+        return next((u for u in self.updaters if u.platform == platform), None)
+
+
+def _target_url(base: str, target: TargetFile) -> str:
+    """URL of a target under consistent snapshots: ``<dir>/<sha256>.<name>``."""
+    folder, _, name = target.path.rpartition("/")
+    hashed = f"{target.hashes['sha256']}.{name}"
+    return f"{base}/targets/{folder}/{hashed}" if folder else f"{base}/targets/{hashed}"
+
+
+@contextmanager
+def tuf_errors() -> Iterator[None]:
+    """Turn python-tuf's exceptions into the product's errors."""
+    try:
+        yield
+    except OpusiError:
+        raise
+    except tuf_exceptions.ExpiredMetadataError as e:
+        raise UntrustedMetadataError(
+            f"The update server's signed metadata has expired ({e}).",
+            hint="Nothing was changed. This protects against a replayed, outdated server; "
+            "please tell the vendor.",
+        ) from e
+    except tuf_exceptions.DownloadLengthMismatchError as e:
+        raise UntrustedMetadataError(f"The server sent more metadata than allowed ({e}).") from e
+    except tuf_exceptions.RepositoryError as e:
+        raise UntrustedMetadataError(
+            f"The update server's metadata failed verification ({type(e).__name__}: {e}).",
+            hint="Nothing was changed. The update is not trustworthy; please tell the vendor.",
+        ) from e
+    except tuf_exceptions.SlowRetrievalError as e:
+        raise ConnectionFailedError(f"The update server answered too slowly ({e}).") from e
+    except tuf_exceptions.DownloadHTTPError as e:
+        raise ServerResponseError(
+            f"The update server has no update repository at this address (HTTP {e.status_code}).",
+            hint="Check the server address in update.ini.",
+        ) from e
+    except tuf_exceptions.DownloadError as e:
+        raise ConnectionFailedError(f"Download from the update server failed: {e}.") from e
+    except OSError as e:
+        raise disk_error(e, Path(e.filename or "metadata")) from e
+
+
+def read_view(server_url: str, cache_dir: Path, trusted_root: bytes, fetcher: Fetcher) -> RepositoryView:
+    """Refresh and verify the metadata; describe the builds and updaters it signs.
+
+    Args:
+        server_url: Base URL of the repository (``metadata/`` and ``targets/`` below it).
+        cache_dir: Folder for the verified metadata between runs (created if missing).
+        trusted_root: The root metadata built into the updater: the trust anchor.
+        fetcher: The network.
+
+    Raises:
+        UntrustedMetadataError: The metadata failed any check.
+        ConnectionFailedError, LicenseMissingError, LicenseRefusedError,
+            RegistrationMissingError, ServerResponseError: From the network.
+    """
+    base = server_url.rstrip("/")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tuf_errors():
+        client = Updater(
+            str(cache_dir), f"{base}/metadata/", None, f"{base}/targets/", fetcher,
+            UpdaterConfig(app_user_agent=None), bootstrap=trusted_root,
+        )
+        client.refresh()
+        # python-tuf persists each role only after verifying it; the targets list is read back
+        # from there (its public API offers lookups by name, not a listing).
+        targets = Metadata.from_file(str(cache_dir / "targets.json")).signed
+    if not isinstance(targets, Targets):
+        raise UntrustedMetadataError("The cached targets metadata is not of type targets.")
+    return _describe(base, targets.targets)
+
+
+def _describe(base: str, targets: dict[str, TargetFile]) -> RepositoryView:
+    files = {name: RemoteFile(name, _target_url(base, t), t.length, t.hashes["sha256"])
+             for name, t in targets.items() if "sha256" in t.hashes}
+    builds, updaters = [], []
+    for name, target in targets.items():
+        info = target.custom.get("opusi", {}) if isinstance(target.custom, dict) else {}
+        try:
+            if info.get("kind") == "build":
+                builds.append(_build_record(info, files[name], files[info["manifest"]]))
+            elif info.get("kind") == "updater":
+                updaters.append(RemoteUpdater(str(info["platform"]), str(info.get("version", "")), files[name]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UntrustedMetadataError(f"The signed entry of {name} is incomplete ({e}).") from e
+    return RepositoryView(builds=tuple(sorted(builds, key=lambda b: b.build)), updaters=tuple(updaters))
+
+
+def _build_record(info: dict[str, object], package: RemoteFile, manifest: RemoteFile) -> RemoteBuild:
+    previous = info.get("previous")
+    deleted = info["deleted"]
+    if not isinstance(deleted, list):
+        raise TypeError("deleted is not a list")
+    return RemoteBuild(
+        build=int(str(info["build"])),
+        previous=int(str(previous)) if previous is not None else None,
+        deleted=tuple(str(p) for p in deleted),
+        unpacked_size=int(str(info["unpacked_size"])),
+        package=package,
+        manifest=manifest,
+    )
