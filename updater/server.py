@@ -1,0 +1,519 @@
+"""The update server: serves a repository's signed metadata and packages to licensed clients.
+
+Reads ``<repo>/metadata/<file>`` and ``<repo>/targets/<path>`` (nothing else of the
+repository) and the license registry (:mod:`updater.licenses`), which it checks on every
+request. Writes nothing itself; with a timestamp key it has :mod:`updater.repository`
+re-sign ``metadata/timestamp.json`` before it expires (freeze protection).
+
+Runs on cheroot (threaded, TLS via the standard library) and answers through werkzeug's
+``send_file``, so Range, If-Range, ETag, If-None-Match and HEAD work and files stream from
+disk in constant memory. It logs one line per request and never the client's address.
+
+For an nginx deployment that serves the static files itself, ``GET /license-check`` answers
+204 for an allowed license and the usual refusal otherwise, except that a missing or
+malformed number is refused with 401 instead of 400, because ``auth_request`` passes on only
+401 and 403 (nginx copies ``X-Opusi-Error`` with ``auth_request_set``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.security import safe_join
+from werkzeug.utils import send_file
+
+from updater.errors import LicenseDatabaseError, OpusiError, RepositoryError
+from updater.licenses import LicenseRegistry, judge, open_registry
+from updater.protocol import (
+    ERROR_HEADER,
+    LICENSE_HEADER,
+    METADATA_PREFIX,
+    TARGETS_PREFIX,
+    LicenseAnswer,
+    license_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The path nginx's ``auth_request`` asks; 204 means "serve it".
+LICENSE_CHECK_PATH = "/license-check"
+#: Files whose name carries their version or hash never change: clients may keep them.
+LONG_MAX_AGE = 365 * 24 * 3600
+#: How often the freshness thread looks at timestamp.json, and how much validity it keeps.
+RESIGN_INTERVAL = 600.0
+MIN_REMAINING = timedelta(days=1)
+
+_ENVIRON_LICENSE = "HTTP_" + LICENSE_HEADER.upper().replace("-", "_")
+_VERSIONED_METADATA = re.compile(r"[0-9]+\.[^/]+\.json")
+_HASH_PREFIXED = re.compile(r"(?:[0-9a-f]{64}|[0-9a-f]{128})\.[^/]+")
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f\\:*?"<>|]')
+_ADDRESS = re.compile(
+    r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"  # IPv4
+    r"|(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![\w:])"  # IPv6
+)
+
+
+def make_app(repo_dir: Path, registry_path: Path) -> RepositoryApp:
+    """Build the WSGI application serving ``repo_dir`` to the licenses in ``registry_path``.
+
+    Raises:
+        RepositoryError: ``repo_dir`` has no ``metadata`` folder.
+        LicenseDatabaseError: The registry is missing or unreadable.
+    """
+    if not (repo_dir / METADATA_PREFIX).is_dir():
+        raise RepositoryError(
+            f"{repo_dir} is not an update repository (it has no {METADATA_PREFIX}/ folder).",
+            hint="Create one with 'opusi-repo init', or check the path.",
+        )
+    return RepositoryApp(repo_dir, open_registry(registry_path, create=False))
+
+
+class RepositoryApp:
+    """The WSGI application: license check, then a file of the repository or 404."""
+
+    def __init__(self, repo_dir: Path, registry: LicenseRegistry) -> None:
+        self.repo_dir = repo_dir.resolve()
+        self.registry = registry
+
+    def close(self) -> None:
+        """Close the registry's connections (after the server stopped)."""
+        self.registry.close()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer one request and log it when its body has been sent."""
+        started = time.monotonic()
+        captured: dict[str, str] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"] = status.split(" ", 1)[0]
+            return start_response(status, headers, exc_info)
+
+        number = environ.get(_ENVIRON_LICENSE)
+        try:
+            body = self._respond(environ, number)(environ, capture)
+        except Exception:
+            logger.exception("request failed")
+            body = _plain(500, "internal server error")(environ, capture)
+        return _LoggedBody(body, environ, number, captured, started)
+
+    def _respond(self, environ: WSGIEnvironment, number: str | None) -> _WsgiApp:
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in ("GET", "HEAD"):
+            return _plain(405, "method not allowed", [("Allow", "GET, HEAD")])
+        path = _request_path(environ)
+        try:
+            answer = self._judge(number)
+        except LicenseDatabaseError as e:
+            logger.error("license registry unavailable: %s", e)
+            return _plain(503, "license registry unavailable", [("Retry-After", "60")])
+        if path == LICENSE_CHECK_PATH:
+            return _license_check(answer)
+        if answer is not None:
+            return _refusal(answer)
+        return self._file(environ, path)
+
+    def _judge(self, number: str | None) -> LicenseAnswer | None:
+        known = self.registry.get(number) if number and license_problem(number) is None else None
+        return judge(known, number, datetime.now(UTC).date())
+
+    def _file(self, environ: WSGIEnvironment, path: str | None) -> _WsgiApp:
+        found = self._locate(path) if path is not None else None
+        if found is None:
+            return _plain(404, "not found")
+        file, prefix = found
+        try:
+            response = send_file(
+                file,
+                environ,
+                mimetype=_mimetype(file.name, prefix),
+                conditional=True,
+                etag=True,
+                max_age=_max_age(file.name, prefix),
+            )
+        except RequestedRangeNotSatisfiable as e:
+            return e
+        except OSError:
+            return _plain(404, "not found")
+        response.cache_control.public = False
+        response.cache_control.private = True
+        return response
+
+    def _locate(self, path: str) -> tuple[Path, str] | None:
+        prefix, _, rest = path.lstrip("/").partition("/")
+        if prefix not in (METADATA_PREFIX, TARGETS_PREFIX) or not rest:
+            return None
+        parts = rest.split("/")
+        if prefix == METADATA_PREFIX and len(parts) != 1:
+            return None
+        if not all(_safe_name(part) for part in parts):
+            return None
+        root = self.repo_dir / prefix
+        joined = safe_join(str(root), rest)
+        if joined is None:
+            return None
+        file = Path(joined).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
+            return None
+        return file, prefix
+
+
+_WsgiApp = Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]
+
+
+class _LoggedBody:
+    """A response body that counts what was sent and logs the request when closed."""
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        environ: WSGIEnvironment,
+        number: str | None,
+        captured: dict[str, str],
+        started: float,
+    ) -> None:
+        self._body = body
+        self._environ = environ
+        self._number = number
+        self._captured = captured
+        self._started = started
+        self._sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._body:
+            self._sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._log()
+
+    def _log(self) -> None:
+        number = self._number if license_problem(self._number) is None else "-"
+        logger.info(
+            "%s %s %s %d bytes license=%s %.1f ms",
+            _printable(self._environ.get("REQUEST_METHOD", "-")),
+            _printable(_request_path(self._environ) or "-"),
+            self._captured.get("status", "-"),
+            self._sent,
+            number,
+            (time.monotonic() - self._started) * 1000,
+        )
+
+
+def _request_path(environ: WSGIEnvironment) -> str | None:
+    raw = str(environ.get("PATH_INFO", ""))
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def _safe_name(part: str) -> bool:
+    """Whether one path component may be served (no dotfiles, nothing Windows would bend)."""
+    return (
+        part != ""
+        and not part.startswith(".")
+        and not part.endswith((".", " "))
+        and _UNSAFE_CHARS.search(part) is None
+    )
+
+
+def _mimetype(name: str, prefix: str) -> str:
+    if prefix == METADATA_PREFIX:
+        return "application/json"
+    if name.endswith(".7z"):
+        return "application/x-7z-compressed"
+    return "application/octet-stream"
+
+
+def _max_age(name: str, prefix: str) -> int:
+    """Long caching for names that change with their content, revalidation for the rest."""
+    if prefix == METADATA_PREFIX:
+        return LONG_MAX_AGE if _VERSIONED_METADATA.fullmatch(name) else 0
+    return LONG_MAX_AGE if _HASH_PREFIXED.fullmatch(name) else 0
+
+
+def _plain(status: int, text: str, headers: list[tuple[str, str]] | None = None) -> _WsgiApp:
+    return _static(status, "text/plain; charset=utf-8", text.encode() + b"\n", headers or [])
+
+
+def _refusal(answer: LicenseAnswer, status: int | None = None) -> _WsgiApp:
+    headers = [(ERROR_HEADER, str(answer.code)), ("Cache-Control", "no-store")]
+    return _static(status or answer.status, "application/json", answer.to_json(), headers)
+
+
+def _license_check(answer: LicenseAnswer | None) -> _WsgiApp:
+    if answer is None:
+        return _static(204, None, b"", [("Cache-Control", "no-store")])
+    return _refusal(answer, 401 if answer.status == 400 else answer.status)
+
+
+_REASONS = {
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _static(
+    status: int, content_type: str | None, body: bytes, headers: list[tuple[str, str]]
+) -> _WsgiApp:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        all_headers = list(headers)
+        if content_type is not None:
+            all_headers.append(("Content-Type", content_type))
+        all_headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_REASONS[status]}", all_headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    return app
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:300]
+
+
+def scrub_addresses(text: str) -> str:
+    """Replace every IPv4 or IPv6 address in ``text`` with ``<address>``."""
+    return _ADDRESS.sub("<address>", text)
+
+
+class _QuietServer(wsgi.Server):
+    """cheroot's server, its error log sent to :mod:`logging` with addresses removed.
+
+    cheroot names the client's address in some messages (TLS handshake failures); those
+    pass through :func:`scrub_addresses` like everything else it logs.
+    """
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        text = str(msg)
+        if traceback:
+            text = f"{text}\n{_format_exception()}"
+        logger.log(level, "%s", scrub_addresses(text))
+
+
+def _format_exception() -> str:
+    return "".join(traceback.format_exc())
+
+
+class Server:
+    """The update server, run in background threads (for ``serve`` and for tests).
+
+    Call :meth:`start`, read :attr:`port`, and :meth:`stop` when done; after ``stop`` no
+    thread of the server is left running.
+    """
+
+    def __init__(
+        self,
+        repo_dir: Path,
+        registry_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+        timestamp_key: Path | None = None,
+        threads: int = 16,
+        resign_interval: float = RESIGN_INTERVAL,
+        min_remaining: timedelta = MIN_REMAINING,
+    ) -> None:
+        """Configure the server; nothing is opened before :meth:`start`.
+
+        Args:
+            repo_dir: The repository (with ``metadata/`` and ``targets/``).
+            registry_path: The license registry's SQLite file (must exist).
+            host: Address to listen on.
+            port: Port to listen on; 0 picks a free one (see :attr:`port`).
+            certfile: PEM certificate (chain) for HTTPS; with ``keyfile``.
+            keyfile: PEM private key for HTTPS.
+            timestamp_key: PEM private key of the online timestamp role; when given,
+                ``timestamp.json`` is re-signed before it expires.
+            threads: Worker threads, i.e. requests answered at the same time.
+            resign_interval: Seconds between two looks at ``timestamp.json``.
+            min_remaining: Validity ``timestamp.json`` keeps at least.
+        """
+        self.repo_dir = repo_dir
+        self.registry_path = registry_path
+        self.host = host
+        self._port = port
+        self.tls = (certfile, keyfile) if certfile is not None and keyfile is not None else None
+        self.timestamp_key = timestamp_key
+        self.threads = threads
+        self.resign_interval = resign_interval
+        self.min_remaining = min_remaining
+        self._app: RepositoryApp | None = None
+        self._server: _QuietServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the real one once started with port 0)."""
+        return self._port
+
+    def start(self) -> None:
+        """Open the registry, bind the socket and start serving in background threads.
+
+        Raises:
+            RepositoryError: The repository folder is not a repository.
+            LicenseDatabaseError: The registry is missing or unreadable.
+            OpusiError: The address cannot be listened on, or the TLS files are unusable.
+        """
+        self._app = make_app(self.repo_dir, self.registry_path)
+        try:
+            self._server = self._bind(self._app)
+        except BaseException:
+            self._app.close()
+            raise
+        self._spawn(self._server.serve, "opusi-server")
+        if self.timestamp_key is not None:
+            self._spawn(self._keep_timestamp_fresh, "opusi-timestamp")
+        logger.info("serving %s on port %d", self.repo_dir, self._port)
+
+    def _bind(self, app: RepositoryApp) -> _QuietServer:
+        server = _QuietServer((self.host, self._port), app, numthreads=self.threads)
+        try:
+            if self.tls is not None:
+                server.ssl_adapter = BuiltinSSLAdapter(str(self.tls[0]), str(self.tls[1]))
+            server.prepare()
+        except (OSError, ValueError) as e:
+            raise OpusiError(
+                f"The server cannot listen on {self.host} port {self._port}: {e}.",
+                hint="Choose another port, or check the certificate and key files.",
+            ) from e
+        self._port = int(server.bind_addr[1])
+        return server
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stopped or ``timeout`` passed; True when it stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            while thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                thread.join(min(left, 1.0) if left is not None else 1.0)
+        return True
+
+    def stop(self) -> None:
+        """Stop accepting, finish the requests under way, and end every thread."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        if self._app is not None:
+            self._app.close()
+        self._server = None
+        self._app = None
+
+    def _keep_timestamp_fresh(self) -> None:
+        """Re-sign timestamp.json now and every ``resign_interval`` seconds until stopped."""
+        while not self._stopping.is_set():
+            try:
+                self._refresh_timestamp()
+            except Exception:
+                logger.exception("could not refresh timestamp.json; serving continues")
+            self._stopping.wait(self.resign_interval)
+
+    def _refresh_timestamp(self) -> None:
+        """One look at timestamp.json; the key is read each time, so it may be replaced."""
+        from updater.repository import load_signer, refresh_timestamp
+
+        if self.timestamp_key is None:
+            return
+        signer = load_signer(self.timestamp_key)
+        if refresh_timestamp(self.repo_dir, signer, min_remaining=self.min_remaining):
+            logger.info("timestamp.json re-signed")
+
+
+def serve(
+    repo_dir: Path,
+    db: Path,
+    host: str,
+    port: int,
+    *,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    timestamp_key: Path | None = None,
+    threads: int = 16,
+    ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve ``repo_dir`` until interrupted (Ctrl+C, or SIGTERM in the main thread).
+
+    Args:
+        repo_dir: The repository.
+        db: The license registry.
+        host: Address to listen on.
+        port: Port to listen on; 0 picks a free one.
+        certfile: PEM certificate for HTTPS (with ``keyfile``); plain HTTP without.
+        keyfile: PEM private key for HTTPS.
+        timestamp_key: The online timestamp key, for freeze protection.
+        threads: Worker threads.
+        ready: Called with the port once the server accepts connections.
+
+    Raises:
+        RepositoryError: ``repo_dir`` is not a repository.
+        LicenseDatabaseError: The registry is missing or unreadable.
+        OpusiError: The address cannot be listened on.
+    """
+    server = Server(
+        repo_dir, db, host=host, port=port, certfile=certfile, keyfile=keyfile,
+        timestamp_key=timestamp_key, threads=threads,
+    )  # fmt: skip
+    server.start()
+    restore = _interrupt_on_sigterm()
+    try:
+        if ready is not None:
+            ready(server.port)
+        server.wait()
+    except KeyboardInterrupt:
+        logger.info("stopping")
+    finally:
+        server.stop()
+        restore()
+
+
+def _interrupt_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into KeyboardInterrupt (main thread only); return the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
