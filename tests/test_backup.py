@@ -1,0 +1,368 @@
+"""Backup and restore on real install trees: what is backed up, reuse, pruning, faults."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.trees import program_builds, snapshot, write_tree
+from updater import fileops
+from updater.backup import (
+    BACKUP_NAME,
+    Backup,
+    create_backup,
+    ensure_backup,
+    find_current_backup,
+    install_files,
+    restore_full,
+    restore_paths,
+)
+from updater.errors import DiskSpaceError, FileLockedError, RestoreFailedError
+from updater.paths import BACKUP_DIR, BUILD_FILE, EXCLUDED_DIRS, is_excluded
+
+#: Customer data with the casing a practice might really have on a case-insensitive disk.
+ODD_CASING = {
+    "help/x.htm": b"<html>help</html>",
+    "DATABASE/SystemFiles/logs/a.log": b"log line\n" * 10,
+    "takeit/Ü/scan.pdf": b"%PDF" + bytes(range(256)) * 4,
+    "Database/systemfiles/SECUMAX2/updatefiles/state.json": b"{}",
+}
+
+
+@pytest.fixture(autouse=True)
+def _reset_fault_plan() -> Iterator[None]:
+    fileops.set_fault_plan(None)
+    yield
+    fileops.set_fault_plan(None)
+
+
+def _customer_data() -> dict[str, bytes]:
+    files = dict(ODD_CASING)
+    for i, folder in enumerate(EXCLUDED_DIRS):
+        files[f"{folder}/data-{i}.bin"] = os.urandom(300) * (i + 1)
+        files[f"{folder}/sub/ordner ä/{i}.txt"] = f"more {i}".encode()
+    return files
+
+
+def _program() -> dict[str, bytes]:
+    """The program part of the test install (the same bytes on every call)."""
+    return PROGRAM
+
+
+def _make_program() -> dict[str, bytes]:
+    files = dict(program_builds()[1147])
+    files[BUILD_FILE] = b"1147\n"
+    files["Program/packed.cab"] = os.urandom(600_000)  # incompressible: stored, not deflated
+    files["Program/big.log"] = b"line of text 0123456789\n" * 50_000
+    return files
+
+
+PROGRAM = _make_program()
+
+
+def _install(root: Path) -> Path:
+    return write_tree(root, {**_program(), **_customer_data()})
+
+
+def _backups(install: Path) -> list[str]:
+    """Names in the backup folder, without the customer data the fixture put there."""
+    folder = install / BACKUP_DIR
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return sorted(n for n in names if n != "sub" and not n.startswith("data-"))
+
+
+def _simulate_update(install: Path) -> list[str]:
+    """Change, delete and add files (new nested folders too), as a build would; return paths."""
+    (install / "opusi.exe").write_bytes(b"MZ new build" * 1000)
+    (install / "Program/Module/Ä-Übersicht.xml").write_bytes(b"<x>changed</x>")
+    (install / "README.txt").unlink()
+    (install / "old/obsolete.dll").unlink()
+    (install / "old").rmdir()
+    write_tree(install, {"Program/Neu/tief/unten/x.dll": b"new", "Neu2/a.txt": b"new too",
+                         BUILD_FILE: b"1148\n"})
+    return ["opusi.exe", "Program/Module/Ä-Übersicht.xml", "README.txt", "old/obsolete.dll",
+            "Program/Neu/tief/unten/x.dll", "Neu2/a.txt", BUILD_FILE]
+
+
+# --- making a backup ----------------------------------------------------------------------
+
+
+def test_backup_holds_program_files_and_build_but_no_customer_data(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    calls: list[tuple[int, int]] = []
+    backup = create_backup(install, 1147, progress=lambda done, total: calls.append((done, total)))
+
+    assert BACKUP_NAME.match(backup.path.name) and "build1147" in backup.path.name
+    assert backup.path.parent == install / BACKUP_DIR
+    assert _backups(install) == [backup.path.name]  # no temp file left behind
+    program = _program()
+    with zipfile.ZipFile(backup.path) as zf:
+        assert sorted(zf.namelist()) == sorted(program)
+        assert all(zf.read(name) == data for name, data in program.items())
+        assert not any(is_excluded(name) for name in zf.namelist())
+        assert zf.getinfo("Program/packed.cab").compress_type == zipfile.ZIP_STORED
+        assert zf.getinfo("Program/big.log").compress_type == zipfile.ZIP_DEFLATED
+        meta = json.loads(zf.comment)
+    assert meta["build"] == 1147 and meta["files"] == len(program) and meta["created"]
+    total = sum(len(d) for d in program.values())
+    assert backup == Backup(backup.path, 1147, len(program), total)
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+
+
+def test_install_files_excludes_every_customer_folder_in_any_casing(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    assert sorted(install_files(install)) == sorted(_program())
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
+def test_install_files_does_not_follow_links(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    outside = write_tree(tmp_path / "outside", {"secret.txt": b"not ours"})
+    (install / "link-dir").symlink_to(outside, target_is_directory=True)
+    (install / "link.txt").symlink_to(outside / "secret.txt")
+    assert sorted(install_files(install)) == sorted(_program())
+
+
+@pytest.mark.parametrize("at", [1, 2, 3, 5, 8])
+def test_disk_full_while_backing_up_leaves_no_temp_file(tmp_path: Path, at: int) -> None:
+    install = _install(tmp_path / "opusi")
+    before = snapshot(install)
+    fileops.set_fault_plan(_DiskFullPlan(at=at))
+    with pytest.raises(DiskSpaceError, match="disk is full") as caught:
+        create_backup(install, 1147)
+    fileops.set_fault_plan(None)
+    assert "Nothing was changed" in str(caught.value)
+    assert _backups(install) == []
+    assert snapshot(install) == before
+
+
+def test_other_write_failure_is_file_locked_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    fileops.set_fault_plan(fileops.FaultPlan(at=4))
+    with pytest.raises(FileLockedError):
+        create_backup(install, 1147)
+    assert _backups(install) == []
+
+
+class _DiskFullPlan(fileops.FaultPlan):
+    """Fail operation ``at`` with ENOSPC, as a full disk would."""
+
+    def check(self, op: str, path: Path) -> None:
+        self.count += 1
+        if self.count == self.at:
+            raise OSError(errno.ENOSPC, f"No space left on device (injected in {op})", str(path))
+
+
+# --- reuse and pruning --------------------------------------------------------------------
+
+
+def test_current_backup_is_reused(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    first, created = ensure_backup(install, 1147)
+    again, created_again = ensure_backup(install, 1147)
+    assert created and not created_again
+    assert again == first
+    assert find_current_backup(install, 1148) is None  # another build's backup never counts
+
+
+def test_backup_is_stale_after_a_program_file_changed(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    old = create_backup(install, 1147)
+    (install / "opusi.dll").write_bytes(b"patched by hand")
+    assert find_current_backup(install, 1147) is None
+    new, created = ensure_backup(install, 1147)
+    assert created and new.path != old.path
+
+
+def test_backup_is_stale_after_a_same_size_change(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    create_backup(install, 1147)
+    path = install / "README.txt"
+    path.write_bytes(path.read_bytes().upper())
+    st = path.stat()
+    os.utime(path, (st.st_atime, st.st_mtime + 10))
+    assert find_current_backup(install, 1147) is None
+
+
+def test_backup_is_stale_when_a_file_was_added(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    create_backup(install, 1147)
+    write_tree(install, {"Program/plugin.dll": b"added by hand"})
+    assert find_current_backup(install, 1147) is None
+
+
+def test_corrupt_backup_is_not_reused(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    data = bytearray(backup.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    backup.path.write_bytes(bytes(data))
+    assert find_current_backup(install, 1147) is None
+    new, created = ensure_backup(install, 1147)
+    assert created and new.path != backup.path
+
+
+def test_customer_data_changes_do_not_make_a_backup_stale(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    write_tree(install, {"Database/SystemFiles/Logs/new.log": b"x", "Help/new.htm": b"y"})
+    assert find_current_backup(install, 1147) == backup
+
+
+def test_pruning_keeps_the_newest(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    old = [create_backup(install, build).path.name for build in (1140, 1141, 1142, 1143)]
+    folder = install / BACKUP_DIR
+    (folder / "notes.txt").write_bytes(b"an admin's file")
+    (folder / ".opusi-backup-dead.zip.part").write_bytes(b"left by a killed run")
+    backup, created = ensure_backup(install, 1147, keep=2)
+    assert created
+    assert _backups(install) == sorted([backup.path.name, old[-1], "notes.txt"])
+    again, created = ensure_backup(install, 1147, keep=1)
+    assert not created and again == backup
+    assert _backups(install) == sorted([backup.path.name, "notes.txt"])
+
+
+# --- restoring the paths an update touched ------------------------------------------------
+
+
+def test_restore_paths_returns_the_install_to_its_snapshot(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    before = snapshot(install)
+    touched = _simulate_update(install)
+    assert snapshot(install) != before
+    restore_paths(backup, install, touched)
+    assert snapshot(install) == before
+
+
+def test_restore_paths_twice_is_idempotent(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    before = snapshot(install)
+    touched = _simulate_update(install)
+    restore_paths(backup, install, touched)
+    fileops.set_fault_plan(fileops.FaultPlan(at=0))  # only counts operations
+    restore_paths(backup, install, touched)
+    assert fileops.operation_count() == 0  # nothing left to do: nothing written
+    assert snapshot(install) == before
+
+
+def test_restore_paths_matches_names_case_insensitively(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    before = snapshot(install)
+    (install / "opusi.exe").unlink()
+    (install / "OPUSI.EXE").write_bytes(b"written with other casing")
+    restore_paths(backup, install, ["OPUSI.EXE"])
+    assert snapshot(install) == before
+
+
+@pytest.mark.parametrize("path", ["Help/x.htm", "database/systemfiles/LOGS/a.log", "../evil",
+                                  "C:/Windows/x", "Program/CON.txt"])
+def test_restore_paths_refuses_customer_data_and_unsafe_paths(tmp_path: Path, path: str) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    touched = _simulate_update(install)
+    changed = snapshot(install)
+    with pytest.raises(RestoreFailedError, match="Refusing"):
+        restore_paths(backup, install, [*touched, path])
+    assert snapshot(install) == changed
+
+
+def test_restore_paths_survives_a_fault_at_every_operation(tmp_path: Path) -> None:
+    counting = _install(tmp_path / "count")
+    backup = create_backup(counting, 1147)
+    touched = _simulate_update(counting)
+    fileops.set_fault_plan(fileops.FaultPlan(at=0))
+    restore_paths(backup, counting, touched)
+    operations = fileops.operation_count()
+    assert operations > 10
+    for k in range(1, operations + 1):
+        install = _install(tmp_path / f"k{k}")
+        backup = create_backup(install, 1147)
+        before = snapshot(install)
+        _simulate_update(install)
+        fileops.set_fault_plan(fileops.FaultPlan(at=k))
+        with pytest.raises(RestoreFailedError, match="--restore") as caught:
+            restore_paths(backup, install, touched)
+        fileops.set_fault_plan(None)
+        assert backup.path.name in str(caught.value)
+        restore_paths(backup, install, touched)
+        assert snapshot(install) == before, f"fault at operation {k}"
+
+
+def test_restore_paths_refuses_a_damaged_backup_before_writing(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    touched = _simulate_update(install)
+    changed = snapshot(install)
+    data = bytearray(backup.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    backup.path.write_bytes(bytes(data))
+    changed = snapshot(install)
+    with pytest.raises(RestoreFailedError, match="partly restored"):
+        restore_paths(backup, install, touched)
+    assert snapshot(install) == changed
+
+
+# --- restoring a whole backup by hand -----------------------------------------------------
+
+
+def test_restore_full_repairs_arbitrary_damage(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    before = snapshot(install)
+    _simulate_update(install)
+    (install / "Program/Module/deep/er/still/file.txt").unlink()
+    (install / "Program/empty.cfg").unlink()
+    write_tree(install, {"Program/empty.cfg/now-a-folder.txt": b"x", "zzz/y/z.bin": b"junk",
+                         "opusi.dll": b"truncated"})
+    assert restore_full(backup.path, install) == backup
+    assert snapshot(install) == before
+
+
+def test_restore_full_leaves_equal_files_alone(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    before = snapshot(install)
+    fileops.set_fault_plan(fileops.FaultPlan(at=0))
+    restore_full(backup.path, install)
+    assert fileops.operation_count() == 0
+    assert snapshot(install) == before
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "Help/x.htm", "Program/AUX", "a/../../b",
+                                  "Database/SystemFiles/UserINI/u.ini", "OPUSI.exe"])
+def test_restore_full_refuses_unsafe_members_before_writing(tmp_path: Path, name: str) -> None:
+    install = _install(tmp_path / "opusi")
+    _simulate_update(install)
+    before = snapshot(install)
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("opusi.exe", b"MZ evil")
+        zf.writestr(name, b"evil")
+        zf.comment = json.dumps({"build": 1147, "created": "x", "files": 2}).encode()
+    with pytest.raises(RestoreFailedError, match="cannot be restored"):
+        restore_full(evil, install)
+    assert snapshot(install) == before
+
+
+def test_restore_full_refuses_a_zip_not_made_by_the_updater(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    before = snapshot(install)
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("opusi.exe", b"MZ")
+    with pytest.raises(RestoreFailedError, match="not made by the updater"):
+        restore_full(other, install)
+    (tmp_path / "garbage.zip").write_bytes(b"PK not really")
+    with pytest.raises(RestoreFailedError):
+        restore_full(tmp_path / "garbage.zip", install)
+    assert snapshot(install) == before
