@@ -274,3 +274,9 @@ def test_refresh_timestamp_before_expiry(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError):
         repository.refresh_timestamp(repo_dir, repository.load_signer(keys / "targets.pem"),
                                      min_remaining=timedelta(days=2))
+
+
+def test_refuses_the_build_file(published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    repo_dir, keys, _ = published
+    tree = write_tree(tmp_path / "t", {**program_builds()[1150], "build": b"1150"})
+    _refused(repo_dir, keys, 1150, tree, "only the updater writes")

@@ -11,7 +11,7 @@ anything that keeps us from talking to the server (refused, DNS, TLS, timeout, p
 ``404``/``403`` without a license answer stay python-tuf's ``DownloadHTTPError``, which its client
 expects when it probes for a newer root.
 
-:meth:`Fetcher.download_file` downloads a package resumably (``Range`` + ``If-Range``) into a
+:meth:`Fetcher.download_package` downloads a package resumably (``Range`` + ``If-Range``) into a
 ``.part`` file next to its destination and verifies the signed length and sha256.
 """
 
@@ -43,6 +43,7 @@ from updater.errors import (
     PackageVerificationError,
     ServerResponseError,
 )
+from updater.fsutil import iter_file
 from updater.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,6 @@ class Fetcher(FetcherInterface):
         proxy = proxy_for(url, self.settings)
         if proxy not in self._managers:
             kwargs: dict[str, object] = {
-                "headers": {LICENSE_HEADER: self.settings.license_number, "User-Agent": USER_AGENT,
-                            "Accept-Encoding": "identity"},
                 "timeout": urllib3.Timeout(connect=self.settings.connect_timeout,
                                            read=self.settings.read_timeout),
                 "retries": urllib3.Retry(total=self.settings.retries, connect=self.settings.retries,
@@ -168,9 +167,11 @@ class Fetcher(FetcherInterface):
                 refused the license (errors 1, 2, 7).
             tuf.api.exceptions.DownloadHTTPError: Any other error status.
         """
+        sent = {LICENSE_HEADER: self.settings.license_number, "User-Agent": USER_AGENT,
+                "Accept-Encoding": "identity", **(headers or {})}
         try:
             response = self._manager(url).request(
-                "GET", url, headers=headers, preload_content=False, decode_content=False
+                "GET", url, headers=sent, preload_content=False, decode_content=False
             )
         except urllib3.exceptions.HTTPError as e:
             raise connection_error(e, url) from e
@@ -212,7 +213,7 @@ class Fetcher(FetcherInterface):
 
     # -- packages ------------------------------------------------------------------------------
 
-    def download_file(
+    def download_package(
         self, url: str, dest: Path, *, length: int, sha256: str, progress: Progress | None = None
     ) -> Path:
         """Download ``url`` to ``dest``, resuming a ``.part`` file left by an earlier run.
@@ -379,3 +380,49 @@ def disk_error(error: OSError, path: Path) -> OpusiError:
                               hint="Free some space and start the update again.")
     return FileLockedError(f"Cannot write {path}: {error.strerror or error}.",
                            hint="Check that the folder is writable and not locked.")
+
+
+class FolderFetcher(FetcherInterface):
+    """The same interface over a local copy of the repository (``--offline DIR``).
+
+    URLs are ``file:`` URLs below the folder; everything is verified exactly as online.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, url: str) -> Path:
+        path = Path(unquote(parse_url(url).path or "")).resolve()
+        if not path.is_relative_to(self.root):
+            raise tuf_exceptions.DownloadHTTPError(f"{url} is outside {self.root}", 404)
+        return path
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        path = self._path(url)
+        if not path.is_file():
+            raise tuf_exceptions.DownloadHTTPError(f"{path} not found", 404)
+        return iter_file(path)
+
+    def download_package(
+        self, url: str, dest: Path, *, length: int, sha256: str, progress: Progress | None = None
+    ) -> Path:
+        """Copy the file at ``url`` to ``dest`` and verify it like a download.
+
+        Raises:
+            PackageVerificationError: The file is missing or does not match.
+        """
+        source = self._path(url)
+        if not source.is_file():
+            raise PackageVerificationError(f"The offline folder lacks {source.name}.")
+        part = dest.with_name(dest.name + ".part")
+        try:
+            with part.open("wb") as handle:
+                for block in iter_file(source):
+                    handle.write(block)
+                    if progress:
+                        progress(len(block))
+        except OSError as e:
+            raise disk_error(e, part) from e
+        _verify_file(part, length, sha256, url)
+        os.replace(part, dest)
+        return dest

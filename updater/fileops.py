@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,14 +30,21 @@ _RETRY_PAUSE = 0.2
 
 @dataclass
 class FaultPlan:
-    """Fail operation number ``at`` (counting from 1) once, or every operation from it on."""
+    """Fail operation number ``at`` (counting from 1) once, or every operation from it on.
+
+    ``at=0`` fails nothing and only counts; every operation is listed in ``seen``.
+    """
 
     at: int
     every_after: bool = False
     count: int = 0
+    seen: list[str] = field(default_factory=list)
 
     def check(self, op: str, path: Path) -> None:
         self.count += 1
+        self.seen.append(f"{op} {path.as_posix()}")
+        if self.at == 0:
+            return
         if self.count == self.at or (self.every_after and self.count > self.at):
             raise OSError(errno.EIO, f"injected fault in {op} (operation {self.count})", str(path))
 

@@ -59,7 +59,7 @@ from updater.errors import (
     UnsafeArchiveError,
 )
 from updater.fsutil import atomic_write_bytes, fsync_dir, sha256_file
-from updater.paths import check_member_names, excluded_dir_of
+from updater.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +369,10 @@ def _scan_build_tree(tree: Path, ignore_excluded: bool) -> tuple[dict[str, Path]
     if scan.specials:
         raise PublishRefusedError(f"The build tree holds special files: {', '.join(scan.specials[:5])}.")
     files, left_out = _drop_excluded(scan.files, ignore_excluded)
+    if any(fold(p) == fold(BUILD_FILE) for p in files):
+        raise PublishRefusedError(
+            f"The build tree holds a {BUILD_FILE} file; only the updater writes it, "
+            "once a build is completely applied.", hint="Remove it from the build tree.")
     try:
         check_member_names(files)
     except UnsafeArchiveError as e:

@@ -1,0 +1,129 @@
+"""Shared fixtures: a vendor repository with four builds, its real server, real installs."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.trees import program_builds, snapshot, write_tree
+from updater import fileops, repository
+from updater.licenses import open_registry
+from updater.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
+from updater.server import Server
+
+LICENSE = "DEMO-1147"
+REVOKED = "REVOKED-1"
+UNREGISTERED = "NOBODY-1"
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """A published repository: its folder, keys, license registry and the vendor's trees."""
+
+    repo: Path
+    keys: Path
+    db: Path
+    trees: dict[int, Path]
+
+    @property
+    def root_file(self) -> Path:
+        return self.repo / "metadata" / "1.root.json"
+
+
+def make_vendor(base: Path, builds: dict[int, dict[str, bytes]] | None = None) -> Vendor:
+    """Init a repository, publish ``builds`` (default: the four test builds), register licenses."""
+    repo_dir, keys, db = base / "repo", base / "keys", base / "licenses.sqlite3"
+    repository.init_repository(repo_dir, keys)
+    trees = {}
+    for build, files in (builds or program_builds()).items():
+        trees[build] = write_tree(base / f"tree-{build}", files)
+        repository.publish_build(repo_dir, keys, build, trees[build])
+    with open_registry(db) as registry:
+        registry.add(LICENSE, entitled_until=None, note="test customer")
+        registry.add(REVOKED, entitled_until=None)
+        registry.revoke(REVOKED)
+    return Vendor(repo=repo_dir, keys=keys, db=db, trees=trees)
+
+
+@pytest.fixture(scope="session")
+def vendor(tmp_path_factory: pytest.TempPathFactory) -> Vendor:
+    return make_vendor(tmp_path_factory.mktemp("vendor"))
+
+
+@pytest.fixture(scope="session")
+def server_url(vendor: Vendor) -> Iterator[str]:
+    server = Server(vendor.repo, vendor.db, threads=8)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def customer_data() -> dict[str, bytes]:
+    """A file (two in nested folders) in every customer-data folder, as a practice has them."""
+    files = {}
+    for i, folder in enumerate(EXCLUDED_DIRS):
+        files[f"{folder}/data-{i}.bin"] = f"customer data {i}".encode() * 50
+        files[f"{folder}/sub/ordner ä/{i}.txt"] = f"more {i}".encode()
+    return files
+
+
+def make_install(root: Path, tree: Path, build: int, server_url: str, license_number: str = LICENSE,
+                 extra_ini: dict[str, str] | None = None) -> Path:
+    """An install of ``build``: the vendor's tree, BUILD, update.ini, customer data."""
+    shutil.copytree(tree, root)
+    write_tree(root, customer_data())
+    (root / BUILD_FILE).write_text(f"{build}\n")
+    ini = configparser.ConfigParser()
+    ini["Update"] = {"server": server_url, "license": license_number, **(extra_ini or {})}
+    ini["Allgemein"] = {"52": "1", "53": "1"}
+    with (root / CONFIG_FILE).open("w") as handle:
+        ini.write(handle)
+    return root
+
+
+def data_snapshot(install: Path) -> dict[str, str]:
+    """Snapshot of the customer-data folders, minus the updater's own backups, logs, state."""
+    own = ("Database/SystemFiles/Backups", "Database/SystemFiles/Logs",
+           "Database/SystemFiles/SecuMax2/UpdateFiles")
+    return {p: h for p, h in snapshot(install).items()
+            if any(p.startswith(d + "/") for d in EXCLUDED_DIRS) and not p.startswith(own)}
+
+
+def program_snapshot(install: Path) -> dict[str, str]:
+    """Snapshot of the program files: everything outside the customer-data folders."""
+    from updater.paths import is_excluded
+
+    return {p: h for p, h in snapshot(install).items() if not is_excluded(p.rstrip("/"))}
+
+
+def vendor_files(tree: Path, build: int) -> dict[str, str]:
+    """What the program part of an install of ``build`` must be: the vendor's tree plus BUILD."""
+    import hashlib
+
+    files = {p: h for p, h in snapshot(tree).items() if not p.endswith("/")}
+    files[BUILD_FILE] = hashlib.sha256(f"{build}\n".encode()).hexdigest()
+    return files
+
+
+def program_files(install: Path) -> dict[str, str]:
+    """Program files of an install (no folders)."""
+    return {p: h for p, h in program_snapshot(install).items() if not p.endswith("/")}
+
+
+@pytest.fixture
+def install(tmp_path: Path, vendor: Vendor, server_url: str) -> Path:
+    return make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+
+
+@pytest.fixture(autouse=True)
+def _no_fault_plan() -> Iterator[None]:
+    fileops.set_fault_plan(None)
+    yield
+    fileops.set_fault_plan(None)

@@ -1,0 +1,124 @@
+"""The apply step: one build at a time, extracted into staging, checked, moved into place.
+
+Reads a verified package and the build's signed manifest; writes the staging folder (inside the
+updater's working folder, on the same file system as the install) and then the install, only
+through :mod:`updater.fileops`. ``BUILD`` is written last, when the build is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from updater import fileops, package
+from updater.errors import OpusiError, PackageVerificationError
+from updater.fetcher import disk_error
+from updater.fsutil import sha256_file
+from updater.manifest import FileEntry, scan_tree
+from updater.paths import BUILD_FILE, fold
+from updater.plan import check_package, check_writable_paths
+from updater.trust import RemoteBuild
+
+log = logging.getLogger(__name__)
+
+Advance = Callable[[int], None]
+
+
+def package_names(pkg: Path, build: RemoteBuild) -> tuple[str, ...]:
+    """The files a package writes, after every check of its header.
+
+    Raises:
+        UnsafeArchiveError: See :func:`updater.plan.check_package`.
+        PackageVerificationError: The package cannot be read.
+    """
+    names = check_package(build, package.list_members(pkg))
+    check_writable_paths(build.build, build.deleted)
+    return names
+
+
+def stage_build(
+    pkg: Path, build: RemoteBuild, manifest: Mapping[str, FileEntry], staging: Path
+) -> tuple[str, ...]:
+    """Extract ``pkg`` into an empty ``staging`` folder and check every file against the manifest.
+
+    Returns:
+        The staged files' relative paths.
+
+    Raises:
+        UnsafeArchiveError, PackageVerificationError: The package is unsafe or corrupt, or a
+            file does not match the build's signed manifest.
+    """
+    names = package_names(pkg, build)
+    if staging.exists():
+        fileops.rmtree(staging)
+    fileops.makedirs(staging)
+    package.extract_to(pkg, staging, build.unpacked_size)
+    found = set(scan_tree(staging).files)
+    if found != set(names):
+        raise PackageVerificationError(f"Package {build.build} unpacked to other files than it lists.")
+    for name in names:
+        entry = manifest.get(name)
+        path = staging / name
+        if entry is None or path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+            raise PackageVerificationError(
+                f"{name} of build {build.build} does not match the build's signed manifest."
+            )
+    return names
+
+
+def install_build(
+    install: Path, staging: Path, build: RemoteBuild, names: Sequence[str], advance: Advance | None = None
+) -> None:
+    """Delete the build's deleted paths, move its staged files into place, then write ``BUILD``.
+
+    Raises:
+        FileLockedError, DiskSpaceError: A file could not be replaced or deleted.
+    """
+    written = {fold(n) for n in names}
+    try:
+        for rel in build.deleted:
+            if fold(rel) not in written:  # a case-only rename: the new file replaces it
+                _delete(install, rel)
+        parents: set[Path] = set()
+        for rel in names:
+            target = install / rel
+            fileops.makedirs(target.parent)
+            fileops.replace(staging / rel, target)
+            parents.add(target.parent)
+            if advance:
+                advance(1)
+        for folder in sorted(parents):
+            fileops.sync_dir(folder)
+        fileops.write_atomic(install / BUILD_FILE, f"{build.build}\n".encode("ascii"))
+    except OpusiError:
+        raise
+    except OSError as e:
+        raise disk_error(e, Path(e.filename or install)) from e
+    log.info("build %d applied: %d files written, %d deleted", build.build, len(names), len(build.deleted))
+
+
+def _delete(install: Path, rel: str) -> None:
+    path = install / rel
+    if path.is_file() or path.is_symlink():
+        fileops.unlink(path)
+    folder = path.parent
+    while folder != install and folder.is_dir() and not any(folder.iterdir()):
+        fileops.rmdir(folder)
+        folder = folder.parent
+
+
+def tree_deviations(install: Path, manifest: Mapping[str, FileEntry]) -> list[str]:
+    """Files of the build's manifest missing from the install or of another size.
+
+    Such deviations were there before the update (a hand-changed install); they are logged,
+    not treated as a failure of the update.
+    """
+    result = []
+    for rel, entry in manifest.items():
+        path = install / rel
+        if not path.is_file():
+            result.append(f"missing: {rel}")
+        elif path.stat().st_size != entry.size:
+            result.append(f"size differs: {rel}")
+    return result

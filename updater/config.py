@@ -1,0 +1,172 @@
+"""The configuration step: where the install is, which build it has, how to reach the server.
+
+Reads ``BUILD`` and ``Database/SystemFiles/SystemINI/update.ini`` of the install and the
+command-line flags (which win), and returns one frozen :class:`UpdateConfig`. A missing or
+malformed license number is error 1 here, before any network traffic.
+
+``update.ini``::
+
+    [Update]
+    server = https://updates.vendor.example/opusi/
+    license = 12345-ABC
+    proxy = http://user:password@proxy.example:3128   ; optional; else HTTPS_PROXY etc.
+    keep_backups = 3                                  ; optional
+    host_wait_seconds = 120                           ; optional
+
+    [Allgemein]
+    52 = 1      ; Internet update switched on (checked by the bootstrap)
+    53 = 1      ; check for updates at program start (checked by the bootstrap)
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.resources
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from updater.errors import ConfigError, LicenseMissingError
+from updater.paths import BUILD_FILE, CONFIG_FILE
+from updater.protocol import license_problem
+
+TRUSTED_ROOT_RESOURCE = "trusted_root.json"
+
+
+@dataclass(frozen=True)
+class IniSettings:
+    """What ``update.ini`` says (every value optional there)."""
+
+    server_url: str | None
+    license_number: str | None
+    proxy_url: str | None
+    keep_backups: int
+    host_wait_seconds: float
+    option_52: bool
+    option_53: bool
+
+
+@dataclass(frozen=True)
+class Install:
+    """An installation on disk and the build it has."""
+
+    root: Path
+    build: int
+    ini: IniSettings
+
+
+def read_ini(path: Path) -> IniSettings:
+    """Parse ``update.ini``; a missing file gives the defaults.
+
+    Raises:
+        ConfigError: The file exists but cannot be read or parsed.
+    """
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    try:
+        parser.read_string(path.read_text("utf-8-sig") if path.exists() else "")
+        update = parser["Update"] if parser.has_section("Update") else {}
+        general = parser["Allgemein"] if parser.has_section("Allgemein") else {}
+        return IniSettings(
+            server_url=update.get("server") or None,
+            license_number=(update.get("license") or "").strip() or None,
+            proxy_url=update.get("proxy") or None,
+            keep_backups=int(update.get("keep_backups", "3")),
+            host_wait_seconds=float(update.get("host_wait_seconds", "120")),
+            option_52=general.get("52", "0").strip() == "1",
+            option_53=general.get("53", "0").strip() == "1",
+        )
+    except (OSError, UnicodeDecodeError, configparser.Error, ValueError) as e:
+        raise ConfigError(f"The configuration {path} cannot be read: {e}.",
+                          hint="Fix or restore update.ini; nothing was changed.") from e
+
+
+def read_install(root: Path) -> Install:
+    """Read the install at ``root``: its ``BUILD`` and ``update.ini``.
+
+    Raises:
+        ConfigError: No install there, or ``BUILD`` is missing or not a number.
+    """
+    if not root.is_dir():
+        raise ConfigError(f"The installation folder {root} does not exist.",
+                          hint="Pass --install-dir with the opus i program folder.")
+    build_file = root / BUILD_FILE
+    try:
+        text = build_file.read_text("ascii").strip()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{root} is not an opus i installation: {BUILD_FILE} is missing.",
+                          hint="Pass --install-dir with the opus i program folder.") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{build_file} cannot be read: {e}.") from e
+    if not text.isdigit():
+        raise ConfigError(f"{build_file} does not hold a build number (found {text[:20]!r}).",
+                          hint="Restore the file or the installation from a backup.")
+    return Install(root=root, build=int(text), ini=read_ini(root / CONFIG_FILE))
+
+
+def find_install(explicit: Path | None) -> Path:
+    """The install to work on: ``explicit``, or the folder the updater lies in (or above).
+
+    Raises:
+        ConfigError: No install found.
+    """
+    if explicit is not None:
+        return explicit.resolve()
+    here = Path(sys.executable if getattr(sys, "frozen", False) else Path.cwd()).resolve()
+    start = here.parent if here.is_file() else here
+    for candidate in (start, *start.parents[:3]):
+        if (candidate / BUILD_FILE).is_file() and (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ConfigError(
+        f"No opus i installation found next to the updater ({start}).",
+        hint="Start it from the opus i program folder, or pass --install-dir.",
+    )
+
+
+def license_number(flag: str | None, ini: IniSettings) -> str:
+    """The license number to send: the flag, else update.ini.
+
+    Raises:
+        LicenseMissingError: None given, or malformed (error 1).
+    """
+    number = flag if flag is not None else ini.license_number
+    problem = license_problem(number)
+    if problem:
+        raise LicenseMissingError(
+            f"License problem: {problem}.",
+            hint="Enter the license number in update.ini ([Update] license = ...) or pass "
+            "--license. Nothing was sent to the server.",
+        )
+    assert number is not None
+    return number
+
+
+def server_url(flag: str | None, ini: IniSettings) -> str:
+    """The server's base URL: the flag, else update.ini.
+
+    Raises:
+        ConfigError: None given, or not an http(s) URL.
+    """
+    url = flag or ini.server_url
+    if not url or not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"No valid update server address is configured (found {url!r}).",
+            hint="Set [Update] server = https://... in update.ini or pass --server.",
+        )
+    return url.rstrip("/")
+
+
+def trusted_root(path: Path | None) -> bytes:
+    """The trust anchor: the root metadata built into the updater, or ``path`` for tests.
+
+    Raises:
+        ConfigError: None built in and none given, or unreadable.
+    """
+    try:
+        if path is not None:
+            return path.read_bytes()
+        return importlib.resources.files("updater").joinpath(TRUSTED_ROOT_RESOURCE).read_bytes()
+    except (OSError, FileNotFoundError) as e:
+        raise ConfigError(
+            f"No trusted root metadata: {e}.",
+            hint="This updater was built without the vendor's root metadata; pass --trusted-root.",
+        ) from e

@@ -1,0 +1,96 @@
+"""The download step: every pending build's package and manifest, before the install is touched.
+
+Writes into ``<install>/Database/SystemFiles/SecuMax2/UpdateFiles/downloads/``. Each file is
+verified against its signed length and sha256; a partial download is resumed by the next run;
+a file that fails verification is discarded and fetched once more, then the run stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from updater import fileops
+from updater.errors import PackageVerificationError
+from updater.fsutil import sha256_file
+from updater.manifest import FileEntry, manifest_from_json
+from updater.trust import RemoteBuild, RemoteFile
+
+log = logging.getLogger(__name__)
+
+
+class Downloader(Protocol):
+    """What the download step needs of a fetcher (online or ``--offline`` folder)."""
+
+    def download_package(
+        self, url: str, dest: Path, *, length: int, sha256: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path: ...
+
+
+@dataclass(frozen=True)
+class DownloadedBuild:
+    """A build whose package and manifest are on disk and verified."""
+
+    build: RemoteBuild
+    package: Path
+    manifest: dict[str, FileEntry]
+
+
+def fetch_verified(
+    fetcher: Downloader, remote: RemoteFile, dest: Path, progress: Callable[[int], None] | None
+) -> Path:
+    """Download ``remote`` to ``dest`` unless a verified copy is there; one retry on mismatch.
+
+    Raises:
+        PackageVerificationError: The file failed verification twice.
+        ConnectionFailedError, DiskSpaceError: From the fetcher.
+    """
+    if dest.is_file() and dest.stat().st_size == remote.length and sha256_file(dest) == remote.sha256:
+        if progress:
+            progress(remote.length)
+        return dest
+    fileops.unlink(dest)
+    try:
+        return fetcher.download_package(remote.url, dest, length=remote.length, sha256=remote.sha256,
+                                     progress=progress)
+    except PackageVerificationError as e:
+        log.warning("%s failed verification (%s); fetching it once more", remote.name, e)
+        return fetcher.download_package(remote.url, dest, length=remote.length, sha256=remote.sha256)
+
+
+def download_builds(
+    fetcher: Downloader, builds: Sequence[RemoteBuild], folder: Path,
+    progress: Callable[[int], None] | None = None,
+) -> list[DownloadedBuild]:
+    """Download and verify every build's package and manifest into ``folder``.
+
+    Raises:
+        PackageVerificationError: A file failed verification twice, or a manifest is invalid.
+        ConnectionFailedError, DiskSpaceError, license errors: From the fetcher.
+    """
+    fileops.makedirs(folder)
+    result = []
+    for build in builds:
+        manifest_path = fetch_verified(fetcher, build.manifest, folder / f"{build.build}.json", None)
+        try:
+            manifest = manifest_from_json(manifest_path.read_bytes())
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PackageVerificationError(f"The manifest of build {build.build} is invalid: {e}") from e
+        package = fetch_verified(fetcher, build.package, folder / f"{build.build}.7z", progress)
+        result.append(DownloadedBuild(build=build, package=package, manifest=manifest))
+    return result
+
+
+def missing_bytes(builds: Sequence[RemoteBuild], folder: Path) -> int:
+    """Bytes still to download into ``folder`` (for the disk-space check)."""
+    total = 0
+    for build in builds:
+        done = folder / f"{build.build}.7z"
+        part = folder / f"{build.build}.7z.part"
+        have = done.stat().st_size if done.exists() else part.stat().st_size if part.exists() else 0
+        total += max(0, build.package.length - have) + build.manifest.length
+    return total

@@ -1,0 +1,112 @@
+"""The plan step: which builds to apply, in which order, and whether their paths are safe.
+
+Pure: no I/O. Takes the verified repository description and the installed build; returns an
+:class:`UpdatePlan` or refuses. Also holds the checks every package's member names and
+deleted paths must pass before a byte is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from updater.errors import PlanError, UnsafeArchiveError
+from updater.package import Member
+from updater.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold, path_problem
+from updater.trust import RemoteBuild, RepositoryView
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """The builds to apply, ascending, each one's ``previous`` the one before."""
+
+    installed: int
+    builds: tuple[RemoteBuild, ...]
+
+    @property
+    def target(self) -> int:
+        """The build the install has when the plan is done."""
+        return self.builds[-1].build if self.builds else self.installed
+
+    @property
+    def download_bytes(self) -> int:
+        """Sum of the packages' lengths."""
+        return sum(b.package.length for b in self.builds)
+
+    @property
+    def unpacked_bytes(self) -> int:
+        """Sum of the packages' unpacked sizes."""
+        return sum(b.unpacked_size for b in self.builds)
+
+
+def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
+    """Every published build newer than ``installed``, as an unbroken chain from it.
+
+    Raises:
+        PlanError: The install is older than the oldest build on the server, or a build's
+            signed predecessor is not the build before it (a gap nothing can bridge).
+    """
+    pending = tuple(b for b in view.builds if b.build > installed)
+    if not pending:
+        return UpdatePlan(installed=installed, builds=())
+    known = [b.build for b in view.builds]
+    expected: int | None = installed
+    for build in pending:
+        if build.previous != expected:
+            raise PlanError(_gap_message(installed, build, expected, known),
+                            hint="Nothing was changed. Please contact the vendor's support.")
+        expected = build.build
+    return UpdatePlan(installed=installed, builds=pending)
+
+
+def _gap_message(installed: int, build: RemoteBuild, expected: int | None, known: list[int]) -> str:
+    if expected == installed and installed not in known:
+        return (f"The installed build {installed} is not one the update server knows "
+                f"(it offers builds {known[0]} to {known[-1]}); it cannot be updated over the "
+                "Internet. Install a current full version first.")
+    return (f"Build {build.build} was made for build {build.previous}, not for {expected}; "
+            "the builds on the server do not form an unbroken chain.")
+
+
+def check_package(build: RemoteBuild, members: Sequence[Member]) -> tuple[str, ...]:
+    """Check a package's header against the signed metadata before anything is extracted.
+
+    Returns:
+        The member names (files to write), in package order.
+
+    Raises:
+        UnsafeArchiveError: A link or special entry, an unsafe or colliding name, a path in a
+            customer-data folder, or more data than the signed unpacked size.
+    """
+    for member in members:
+        if member.is_link or not member.is_file:
+            raise UnsafeArchiveError(f"Package {build.build} holds {member.name!r}, which is not "
+                                     "a regular file (link or folder entry).")
+    names = check_member_names(m.name for m in members)
+    check_writable_paths(build.build, names)
+    declared = sum(m.size for m in members)
+    if declared > build.unpacked_size:
+        raise UnsafeArchiveError(f"Package {build.build} declares {declared} bytes, more than "
+                                 f"its signed unpacked size {build.unpacked_size}.")
+    return tuple(names)
+
+
+def check_writable_paths(build: int, paths: Iterable[str]) -> None:
+    """Refuse any path that is unsafe or lies in a customer-data folder.
+
+    Raises:
+        UnsafeArchiveError: Such a path was found.
+    """
+    for path in paths:
+        problem = path_problem(path)
+        if problem:
+            raise UnsafeArchiveError(f"Build {build} names the unsafe path {path!r}: {problem}.")
+        if fold(path) == fold(BUILD_FILE):
+            raise UnsafeArchiveError(f"Build {build} would write {BUILD_FILE}, which only the "
+                                     "updater writes, after a build is complete.")
+        folder = excluded_dir_of(path)
+        if folder is not None:
+            raise UnsafeArchiveError(
+                f"Build {build} would change {path!r} in {folder}/, a customer-data folder the "
+                "update never writes."
+            )
