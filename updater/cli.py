@@ -52,14 +52,32 @@ def _parser() -> ArgumentParser:
     return p
 
 
-def _setup_logging(install: Path | None, verbose: bool) -> Path | None:
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+_handlers: list[logging.Handler] = []
+
+
+def _add_handler(handler: logging.Handler) -> None:
+    logging.getLogger().addHandler(handler)
+    _handlers.append(handler)
+
+
+def _remove_handlers() -> None:
+    while _handlers:
+        handler = _handlers.pop()
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _setup_console(verbose: bool) -> None:
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    root.addHandler(console)
-    if install is None or not install.is_dir():
-        return None
+    # the report step prints the final error itself; the console needs it only once
+    console.addFilter(lambda record: record.name != "updater.report")
+    _add_handler(console)
+
+
+def _setup_log_file(install: Path) -> Path | None:
+    """A log file for this run in the install's Logs folder (None if it cannot be written)."""
     folder = install / LOG_DIR
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +86,7 @@ def _setup_logging(install: Path | None, verbose: bool) -> Path | None:
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
+    _add_handler(handler)
     return path
 
 
@@ -107,8 +125,9 @@ def _confirm(args: argparse.Namespace, reporter: Reporter) -> update.Confirm:
 
 def _work(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
+    _setup_console(args.verbose)
     root = config.find_install(args.install_dir)
-    log_file = _setup_logging(root, args.verbose)
+    log_file = _setup_log_file(root) if root.is_dir() else None
     log.info("opusi-INSTALLUpdate %s on %s", __version__, root)
     reporter = make_reporter(args.progress, sys.stdout)
     if args.progress == "none":
@@ -187,7 +206,10 @@ class _PlainSummary(Reporter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``opusi-INSTALLUpdate``."""
-    return run_command(_work, argv)
+    try:
+        return run_command(_work, argv)
+    finally:
+        _remove_handlers()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,8 @@
+"""Frozen entry point of opusi-update (the bootstrap a host app calls)."""
+
+import sys
+
+from updater.bootstrap import main
+
+if __name__ == "__main__":
+    sys.exit(main())

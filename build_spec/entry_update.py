@@ -1,0 +1,8 @@
+"""Frozen entry point of opusi-INSTALLUpdate."""
+
+import sys
+
+from updater.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
