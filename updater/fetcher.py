@@ -17,11 +17,13 @@ expects when it probes for a newer root.
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
 import logging
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -52,6 +54,8 @@ USER_AGENT = f"opusi-INSTALLUpdate/{__version__}"
 _CHUNK = 256 * 1024
 _ERROR_BODY_LIMIT = 16 * 1024
 _GATEWAY_STATUSES = {502, 503, 504}
+#: urllib3 reports a refused CONNECT as "Tunnel connection failed: 407 ..." (tinyproxy: 401).
+_PROXY_AUTH_REFUSED = re.compile(r"Tunnel connection failed: 40[17]\b")
 
 Progress = Callable[[int], None]
 
@@ -70,7 +74,7 @@ class NetworkSettings:
         min_rate: Bytes per second an answer must average over ``rate_window`` seconds.
         rate_window: Seconds over which the throughput is measured.
         retries: Connection attempts after the first, with exponential backoff.
-        backoff: Backoff factor in seconds (0.5 waits 0.5, 1, 2, ...).
+        backoff: Backoff factor in seconds (urllib3 2: 0.5 waits 0, 1, 2, ... before the retries).
         ca_file: Extra CA bundle for TLS (tests, in-house CAs); None: the system's.
     """
 
@@ -102,8 +106,11 @@ def _proxy_manager(proxy: str, settings: NetworkSettings, **kwargs: object) -> u
     parsed = parse_url(proxy if "://" in proxy else f"http://{proxy}")
     headers = {}
     if parsed.auth:
+        # urllib3.make_headers encodes as latin-1 and fails on other characters; UTF-8 is what
+        # RFC 7617 names and what curl and browsers send.
         user, _, password = parsed.auth.partition(":")
-        headers = urllib3.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+        headers = {"Proxy-Authorization": f"Basic {token}"}
     clean = parsed._replace(auth=None).url
     return urllib3.ProxyManager(clean, proxy_headers=headers, **kwargs)  # type: ignore[arg-type]
 
@@ -154,7 +161,9 @@ class Fetcher(FetcherInterface):
             if self.settings.ca_file:
                 kwargs["ca_certs"] = str(self.settings.ca_file)
             self._managers[proxy] = (
-                _proxy_manager(proxy, self.settings, **kwargs) if proxy else urllib3.PoolManager(**kwargs)  # type: ignore[arg-type]
+                _proxy_manager(proxy, self.settings, **kwargs)
+                if proxy
+                else urllib3.PoolManager(**kwargs)  # type: ignore[arg-type]
             )
         return self._managers[proxy]
 
@@ -178,9 +187,9 @@ class Fetcher(FetcherInterface):
         if response.status < 300:
             return response
         try:
-            raise _status_error(response, url)
+            raise _status_error(response, url, proxied=proxy_for(url, self.settings) is not None)
         finally:
-            response.release_conn()
+            _finish(response)
 
     # -- python-tuf ----------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class Fetcher(FetcherInterface):
                 guard.update(len(chunk))
                 yield chunk
         finally:
-            response.release_conn()
+            _finish(response)
 
     # -- packages ------------------------------------------------------------------------------
 
@@ -330,13 +339,29 @@ def _verify_file(path: Path, length: int, sha256: str, url: str) -> None:
         )
 
 
-def _status_error(response: urllib3.BaseHTTPResponse, url: str) -> Exception:
+def _finish(response: urllib3.BaseHTTPResponse) -> None:
+    """Give the connection back to the pool only if its answer was read to the end.
+
+    A connection left in the middle of a body (an error, a stall, the rate guard, a length
+    limit) is closed: reused, its leftover bytes would be read as the next answer.
+    """
+    if not response.closed and getattr(response, "length_remaining", None) != 0:
+        response.close()
+    response.release_conn()
+
+
+def _status_error(
+    response: urllib3.BaseHTTPResponse, url: str, *, proxied: bool = False
+) -> Exception:
     status = response.status
-    body = response.read(_ERROR_BODY_LIMIT, decode_content=False) if status < 500 else b""
-    license_error = error_from_answer(response.headers.get(ERROR_HEADER), body) if status < 500 else None
-    if license_error is not None:
-        return license_error
-    if status == 407:
+    if status < 500:
+        body = response.read(_ERROR_BODY_LIMIT, decode_content=False)
+        license_error = error_from_answer(response.headers.get(ERROR_HEADER), body)
+        if license_error is not None:
+            return license_error
+    # The update server never asks for credentials; through a proxy, a 401 is the proxy's
+    # refusal (tinyproxy, for one, answers wrong proxy credentials with 401, not 407).
+    if status == 407 or (status == 401 and proxied):
         return ConnectionFailedError(
             "The proxy server refused the request: it requires (other) credentials.",
             hint="Check the proxy user and password in update.ini or the proxy variables.",
@@ -355,21 +380,28 @@ def connection_error(error: Exception, url: str) -> ConnectionFailedError:
     """Describe a urllib3 failure to reach ``url`` as error 6, naming its cause."""
     reason = getattr(error, "reason", None) or error
     kind = "could not be reached"
-    if isinstance(reason, urllib3.exceptions.ProxyError) or isinstance(error, urllib3.exceptions.ProxyError):
+    hint = ("Check the Internet connection, the server address and the proxy settings. "
+            "Nothing was changed; downloads begun are resumed next time.")
+    if isinstance(reason, urllib3.exceptions.ProxyError) or isinstance(
+        error, urllib3.exceptions.ProxyError
+    ):
         kind = "could not be reached through the proxy"
+        if _PROXY_AUTH_REFUSED.search(str(reason)):  # an https tunnel (CONNECT) refused
+            kind = "could not be reached: the proxy server refused its credentials"
+            hint = "Check the proxy user and password in update.ini or the proxy variables."
     elif isinstance(reason, urllib3.exceptions.SSLError):
         kind = "failed the TLS (https) check"
     elif isinstance(reason, urllib3.exceptions.NameResolutionError):
         kind = "has a name that could not be resolved (DNS)"
+    elif isinstance(reason, urllib3.exceptions.NewConnectionError):
+        kind = "could not be reached (no connection)"  # a subclass of ConnectTimeoutError
     elif isinstance(reason, urllib3.exceptions.TimeoutError):
         kind = "did not answer in time"
     elif isinstance(reason, urllib3.exceptions.ProtocolError):
         kind = "dropped the connection"
     host = parse_url(url).host
     return ConnectionFailedError(
-        f"The update server {host} {kind} ({type(reason).__name__}: {reason}).",
-        hint="Check the Internet connection, the server address and the proxy settings. "
-        "Nothing was changed; downloads begun are resumed next time.",
+        f"The update server {host} {kind} ({type(reason).__name__}: {reason}).", hint=hint
     )
 
 
