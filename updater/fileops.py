@@ -7,7 +7,11 @@ make operation *k* fail, once or from then on, through :func:`set_fault_plan`, w
 mocking any part of the updater. The default plan does nothing.
 
 Fault injection is switched on from outside the process by ``OPUSI_FAULT_PLAN`` (read once at
-import: ``"once:K"`` or ``"from:K"``), so it also reaches the frozen executable.
+import: ``"once:K"``, ``"from:K"``, or ``"count:0"`` to count only), so it also reaches the frozen
+executable. A second test seam, ``OPUSI_KILL_AT=K`` (also read once at import), makes the process
+kill itself with SIGKILL right before its operation number K (counting from 1, every operation of
+this module, in the order the process runs them): the crash suite uses it to stop a real run at a
+reproducible moment, as a power loss would. Unset (the default), both do nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,7 +81,21 @@ def _plan_from_environment() -> FaultPlan | None:
 _plan = _plan_from_environment()
 
 
+def _kill_at_from_environment() -> int:
+    text = os.environ.get("OPUSI_KILL_AT", "")
+    return int(text) if text.isdigit() else 0
+
+
+_kill_at = _kill_at_from_environment()
+_ops_run = 0
+
+
 def _op(name: str, path: Path) -> None:
+    if _kill_at:
+        global _ops_run
+        _ops_run += 1
+        if _ops_run == _kill_at:
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
     if _plan is not None:
         _plan.check(name, path)
 
