@@ -108,6 +108,7 @@ def run_update(request: UpdateRequest, reporter: Reporter, confirm: Confirm | No
         reporter.message(f"Waiting for the program (process {request.wait_pid}) to exit ...")
         preflight.wait_for_exit(request.wait_pid, request.wait_seconds)
     with preflight.install_lock(install):
+        _remove_leftovers(install)
         recovered = recover(install, reporter)
         installed = config.read_install(install).build
         base, fetcher = _source(request)
@@ -226,6 +227,24 @@ def recover(install: Path, reporter: Reporter) -> bool:
     journal.clear_journal(install)
     _write_history(install, UpdateResult(record.from_build, record.from_build, ()), "recovered")
     return True
+
+
+def _remove_leftovers(install: Path) -> None:
+    """Delete the temp files a killed run can leave among the program files.
+
+    They are the pre-flight's write probes (``.opusi-write-probe-<pid>``, in the working and
+    backup folders or, before those exist, in a parent) and the temp file beside ``BUILD``
+    (:func:`updater.fileops.write_atomic`); no restore touches them, so a power loss at the
+    wrong moment would leave them for good. Runs before any network access.
+    """
+    folders = {install} | {install / p for rel in (WORK_DIR, BACKUP_DIR)
+                           for p in (Path(rel), *Path(rel).parents)}
+    found = [p for folder in sorted(folders) if folder.is_dir()
+             for p in folder.glob(".opusi-write-probe-*")]
+    found += [p for p in (install / f".{BUILD_FILE}.tmp",) if p.exists()]
+    for path in found:
+        log.info("removing %s, left by an interrupted run", path)
+        fileops.unlink(path)
 
 
 def restore_by_hand(install: Path, zip_path: Path) -> backup.Backup:
