@@ -49,7 +49,11 @@ def run(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def vendor_side() -> tuple[Path, Path, Path]:
-    repo, keys, db = DEMO / "vendor" / "repo", DEMO / "vendor" / "keys", DEMO / "vendor" / "licenses.sqlite3"
+    repo, keys, db = (
+        DEMO / "vendor" / "repo",
+        DEMO / "vendor" / "keys",
+        DEMO / "vendor" / "licenses.sqlite3",
+    )
     if repo.exists() and (DEMO / "vendor" / "complete").exists():
         say(f"Vendor: reusing the demo repository {repo}")
         return repo, keys, db
@@ -58,8 +62,18 @@ def vendor_side() -> tuple[Path, Path, Path]:
     trees = treegen.generate(DEMO / "vendor" / "trees", BUILDS)
     run(BIN / "opusi-repo", "init", "--repo", repo, "--keys", keys)
     for build in BUILDS:
-        run(BIN / "opusi-repo", "publish", "--repo", repo, "--keys", keys, "--build", str(build),
-            "--tree", trees[build])
+        run(
+            BIN / "opusi-repo",
+            "publish",
+            "--repo",
+            repo,
+            "--keys",
+            keys,
+            "--build",
+            str(build),
+            "--tree",
+            trees[build],
+        )
     run(BIN / "opusi-repo", "license", "add", LICENSE, "--db", db, "--note", "demo practice")
     (DEMO / "vendor" / "complete").touch()
     return repo, keys, db
@@ -68,22 +82,56 @@ def vendor_side() -> tuple[Path, Path, Path]:
 def frozen_programs(repo: Path, keys: Path) -> Path:
     say("Building the frozen updater and bootstrap (PyInstaller; reused when unchanged)")
     dist = DEMO / "dist"
-    run(ROOT / "scripts" / "build", "--trusted-root", repo / "metadata" / "1.root.json", "--out", dist)
+    run(
+        ROOT / "scripts" / "build",
+        "--trusted-root",
+        repo / "metadata" / "1.root.json",
+        "--out",
+        dist,
+    )
     exe = dist / system.executable_name("opusi-INSTALLUpdate")
     current = repository.load_state(repo).targets.signed.targets
     platform = system.platform_name()
     digest = hashlib.sha256(exe.read_bytes()).hexdigest()
-    if not any(t.hashes["sha256"] == digest for n, t in current.items() if n.startswith(f"updater/{platform}/")):
-        run(BIN / "opusi-repo", "publish-updater", "--repo", repo, "--keys", keys, "--file", exe,
-            "--platform", platform)
+    if not any(
+        t.hashes["sha256"] == digest
+        for n, t in current.items()
+        if n.startswith(f"updater/{platform}/")
+    ):
+        run(
+            BIN / "opusi-repo",
+            "publish-updater",
+            "--repo",
+            repo,
+            "--keys",
+            keys,
+            "--file",
+            exe,
+            "--platform",
+            platform,
+        )
     return dist
 
 
 def start_server(repo: Path, db: Path) -> tuple[subprocess.Popen[str], str]:
     say("Server: opusi-repo serve on 127.0.0.1")
-    proc = subprocess.Popen([str(BIN / "opusi-repo"), "serve", "--repo", str(repo), "--db", str(db),
-                             "--bind", "127.0.0.1:0", "--timestamp-key", str(DEMO / "vendor/keys/timestamp.pem")],
-                            stdout=subprocess.PIPE, stderr=open(DEMO / "server.log", "w"), text=True)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "opusi-repo"),
+            "serve",
+            "--repo",
+            str(repo),
+            "--db",
+            str(db),
+            "--bind",
+            "127.0.0.1:0",
+            "--timestamp-key",
+            str(DEMO / "vendor/keys/timestamp.pem"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=open(DEMO / "server.log", "w"),  # noqa: SIM115 - the server writes it while it runs
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r":(\d+)\s*$", line)
@@ -105,34 +153,66 @@ def customer_install(url: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(2000) + f"Patientendaten {i}".encode())
     (install / BUILD_FILE).write_text("1147\n")
-    (install / CONFIG_FILE).write_text(f"[Update]\nserver = {url}\nlicense = {LICENSE}\n\n"
-                                       "[Allgemein]\n52 = 1\n53 = 1\n")
+    (install / CONFIG_FILE).write_text(
+        f"[Update]\nserver = {url}\nlicense = {LICENSE}\n\n[Allgemein]\n52 = 1\n53 = 1\n"
+    )
     return install
 
 
 def data_hashes(install: Path) -> dict[str, str]:
-    own = ("Database/SystemFiles/Backups", "Database/SystemFiles/Logs", "Database/SystemFiles/SecuMax2/UpdateFiles")
+    own = (
+        "Database/SystemFiles/Backups",
+        "Database/SystemFiles/Logs",
+        "Database/SystemFiles/SecuMax2/UpdateFiles",
+    )
     result = {}
     for folder in EXCLUDED_DIRS:
         if folder in own:
             continue
         for path in sorted((install / folder).rglob("*")):
             if path.is_file():
-                result[path.relative_to(install).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+                result[path.relative_to(install).as_posix()] = hashlib.sha256(
+                    path.read_bytes()
+                ).hexdigest()
     return result
 
 
 def play_host(install: Path, dist: Path) -> tuple[dict[str, object], float]:
     bootstrap = dist / system.executable_name("opusi-update")
     say("Host app: opusi-update check --at-startup")
-    check = subprocess.run([str(bootstrap), "check", "--install-dir", str(install), "--at-startup",
-                            "--min-build-startup", "1147"], capture_output=True, text=True)
+    check = subprocess.run(
+        [
+            str(bootstrap),
+            "check",
+            "--install-dir",
+            str(install),
+            "--at-startup",
+            "--min-build-startup",
+            "1147",
+        ],
+        capture_output=True,
+        text=True,
+    )
     print("  ", check.stdout.strip() or check.stderr.strip())
-    say("Host app: the admin approves; opusi-update start --admin --host-pid <host>, then the host exits")
+    say(
+        "Host app: the admin approves; opusi-update start --admin --host-pid <host>; "
+        "the host exits"
+    )
     host = subprocess.Popen(["sleep", "2"])
     started = time.monotonic()
-    start = subprocess.run([str(bootstrap), "start", "--install-dir", str(install), "--admin",
-                            "--host-pid", str(host.pid)], capture_output=True, text=True)
+    start = subprocess.run(
+        [
+            str(bootstrap),
+            "start",
+            "--install-dir",
+            str(install),
+            "--admin",
+            "--host-pid",
+            str(host.pid),
+        ],
+        capture_output=True,
+        text=True,
+    )
     print("  ", start.stdout.strip() or start.stderr.strip())
     if start.returncode != 0:
         raise SystemExit(f"opusi-update start failed with exit code {start.returncode}")
@@ -151,14 +231,24 @@ def summary(install: Path, data_before: dict[str, str], seconds: float) -> int:
     history = (install / LOG_DIR / "update-history.log").read_text().strip().splitlines()
     backups = sorted((install / BACKUP_DIR).glob("*.zip"))
     same = data_hashes(install) == data_before
-    expected = {p.relative_to(DEMO / "vendor/trees/1155").as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in (DEMO / "vendor/trees/1155").rglob("*") if p.is_file()}
-    tree_ok = all((install / p).is_file() and hashlib.sha256((install / p).read_bytes()).hexdigest() == h
-                  for p, h in expected.items())
+    expected = {
+        p.relative_to(DEMO / "vendor/trees/1155").as_posix(): hashlib.sha256(
+            p.read_bytes()
+        ).hexdigest()
+        for p in (DEMO / "vendor/trees/1155").rglob("*")
+        if p.is_file()
+    }
+    tree_ok = all(
+        (install / p).is_file() and hashlib.sha256((install / p).read_bytes()).hexdigest() == h
+        for p, h in expected.items()
+    )
     print(f"   installed build now:      {build}")
     print(f"   update history:           {history[-1] if history else '-'}")
     print(f"   backup:                   {backups[-1].relative_to(install) if backups else '-'}")
-    print(f"   program files = vendor's 1155 tree ({len(expected)} files): {'yes' if tree_ok else 'NO'}")
+    print(
+        f"   program files = vendor's 1155 tree ({len(expected)} files): "
+        f"{'yes' if tree_ok else 'NO'}"
+    )
     print(f"   customer data unchanged ({len(data_before)} files): {'yes' if same else 'NO'}")
     print(f"   time from approval to done: {seconds:.1f} s")
     ok = build == "1155" and same and tree_ok

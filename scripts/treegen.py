@@ -13,9 +13,35 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-WORDS = ("Patient Termin Abrechnung Befund Rezept Praxis Kasse Labor Bericht Leistung Ziffer "
-         "Diagnose Quartal Formular Vorlage Brief Überweisung Größe Straße").split()
-TOP = ("Program", "Program/Modules", "Program/Plugins", "Docs", "Templates", "Database/SystemFiles/Forms")
+WORDS = [
+    "Patient",
+    "Termin",
+    "Abrechnung",
+    "Befund",
+    "Rezept",
+    "Praxis",
+    "Kasse",
+    "Labor",
+    "Bericht",
+    "Leistung",
+    "Ziffer",
+    "Diagnose",
+    "Quartal",
+    "Formular",
+    "Vorlage",
+    "Brief",
+    "Überweisung",
+    "Größe",
+    "Straße",
+]
+TOP = (
+    "Program",
+    "Program/Modules",
+    "Program/Plugins",
+    "Docs",
+    "Templates",
+    "Database/SystemFiles/Forms",
+)
 
 
 @dataclass(frozen=True)
@@ -30,14 +56,20 @@ class TreeSpec:
 
 
 DEMO = TreeSpec()
-BENCH = TreeSpec(binaries=(80_000_000, 60_000_000, 45_000_000, 30_000_000, 20_000_000),
-                 small_files=3_000, small_min=1_000, small_max=200_000)
+BENCH = TreeSpec(
+    binaries=(80_000_000, 60_000_000, 45_000_000, 30_000_000, 20_000_000),
+    small_files=3_000,
+    small_min=1_000,
+    small_max=200_000,
+)
 
 
 def _content(rng: random.Random, size: int, compressible: float) -> bytes:
     """``size`` bytes: a share of text-like runs, the rest random (like machine code)."""
     text_part = int(size * compressible)
-    words = " ".join(rng.choice(WORDS) for _ in range(text_part // 6 + 1)).encode("utf-8")[:text_part]
+    words = " ".join(rng.choice(WORDS) for _ in range(text_part // 6 + 1)).encode("utf-8")[
+        :text_part
+    ]
     return words + rng.randbytes(size - len(words))
 
 
@@ -66,7 +98,9 @@ def baseline(rng: random.Random, spec: TreeSpec) -> dict[str, bytes]:
     return files
 
 
-def next_build(rng: random.Random, files: dict[str, bytes], spec: TreeSpec, number: int) -> dict[str, bytes]:
+def next_build(
+    rng: random.Random, files: dict[str, bytes], spec: TreeSpec, number: int
+) -> dict[str, bytes]:
     """The next build: change about ``spec.change`` of the bytes, add and delete some files."""
     result = dict(files)
     big = [n for n in result if len(result[n]) > 1_000_000]
@@ -76,7 +110,7 @@ def next_build(rng: random.Random, files: dict[str, bytes], spec: TreeSpec, numb
         data = bytearray(result[name])
         start = rng.randrange(0, len(data) // 2)
         span = min(len(data) - start, max(1, target // 2 // max(1, len(big) // 3)))
-        data[start:start + span] = rng.randbytes(span)
+        data[start : start + span] = rng.randbytes(span)
         result[name] = bytes(data)
         changed += len(data)
         if changed >= target // 2:
@@ -92,7 +126,9 @@ def next_build(rng: random.Random, files: dict[str, bytes], spec: TreeSpec, numb
     return result
 
 
-def generate(base: Path, builds: list[int], spec: TreeSpec = DEMO, seed: int = 1147) -> dict[int, Path]:
+def generate(
+    base: Path, builds: list[int], spec: TreeSpec = DEMO, seed: int = 1147
+) -> dict[int, Path]:
     """Write one full tree per build under ``base/<build>/``; return the folders."""
     rng = random.Random(seed)
     files = baseline(rng, spec)

@@ -74,8 +74,14 @@ def customer_data() -> dict[str, bytes]:
     return files
 
 
-def make_install(root: Path, tree: Path, build: int, server_url: str, license_number: str = LICENSE,
-                 extra_ini: dict[str, str] | None = None) -> Path:
+def make_install(
+    root: Path,
+    tree: Path,
+    build: int,
+    server_url: str,
+    license_number: str = LICENSE,
+    extra_ini: dict[str, str] | None = None,
+) -> Path:
     """An install of ``build``: the vendor's tree, BUILD, update.ini, customer data."""
     shutil.copytree(tree, root)
     write_tree(root, customer_data())
@@ -90,10 +96,16 @@ def make_install(root: Path, tree: Path, build: int, server_url: str, license_nu
 
 def data_snapshot(install: Path) -> dict[str, str]:
     """Snapshot of the customer-data folders, minus the updater's own backups, logs, state."""
-    own = ("Database/SystemFiles/Backups", "Database/SystemFiles/Logs",
-           "Database/SystemFiles/SecuMax2/UpdateFiles")
-    return {p: h for p, h in snapshot(install).items()
-            if any(p.startswith(d + "/") for d in EXCLUDED_DIRS) and not p.startswith(own)}
+    own = (
+        "Database/SystemFiles/Backups",
+        "Database/SystemFiles/Logs",
+        "Database/SystemFiles/SecuMax2/UpdateFiles",
+    )
+    return {
+        p: h
+        for p, h in snapshot(install).items()
+        if any(p.startswith(d + "/") for d in EXCLUDED_DIRS) and not p.startswith(own)
+    }
 
 
 def program_snapshot(install: Path) -> dict[str, str]:

@@ -7,6 +7,7 @@ flaky line would.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ class Relay:
             self._spawn(self._pump_requests, client, server, state)
             self._spawn(self._pump_answers, server, client, state)
 
-    def _pump_requests(self, src: socket.socket, dst: socket.socket, state: dict[str, object]) -> None:
+    def _pump_requests(
+        self, src: socket.socket, dst: socket.socket, state: dict[str, object]
+    ) -> None:
         while data := _recv(src):
             with self._lock:
                 self.sent.append(data)
@@ -56,7 +59,9 @@ class Relay:
             _send(dst, data)
         _shutdown(dst)
 
-    def _pump_answers(self, src: socket.socket, dst: socket.socket, state: dict[str, object]) -> None:
+    def _pump_answers(
+        self, src: socket.socket, dst: socket.socket, state: dict[str, object]
+    ) -> None:
         while data := _recv(src):
             if state["armed"]:
                 count = int(str(state["count"])) + len(data)
@@ -94,22 +99,16 @@ def _recv(sock: socket.socket) -> bytes:
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.sendall(data)
-    except OSError:
-        pass
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()

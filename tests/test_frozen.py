@@ -24,7 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Vendor, data_snapshot, make_install, make_vendor, program_files, vendor_files
+from tests.conftest import (
+    Vendor,
+    data_snapshot,
+    make_install,
+    make_vendor,
+    program_files,
+    vendor_files,
+)
 from updater import repository, system
 from updater.server import Server
 
@@ -42,7 +49,11 @@ class Frozen:
 
 def _python_dirs() -> list[str]:
     found = {sys.prefix, sys.base_prefix, str(ROOT / ".venv"), str(ROOT / "updater")}
-    for pattern in ("/usr/lib/python3*", "/usr/local/lib/python3*", "/usr/lib/python3/dist-packages"):
+    for pattern in (
+        "/usr/lib/python3*",
+        "/usr/local/lib/python3*",
+        "/usr/lib/python3/dist-packages",
+    ):
         found.update(glob.glob(pattern))
     dirs = sorted(os.path.realpath(d) for d in found if os.path.isdir(d))
     # a tmpfs over a folder hides what is below it: mount only the outermost ones
@@ -50,8 +61,19 @@ def _python_dirs() -> list[str]:
 
 
 def _can_hide_python() -> bool:
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs none /mnt && echo ok"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /mnt && echo ok",
+        ],
+        capture_output=True,
+        text=True,
+    )
     return probe.returncode == 0 and probe.stdout.strip() == "ok"
 
 
@@ -65,8 +87,15 @@ def hidden(command: list[str | Path]) -> list[str]:
         return ["env", "-i", *map(str, command)]
     mounts = "; ".join(f"mount -t tmpfs none {shlex.quote(d)}" for d in _python_dirs())
     check = "if command -v python3 >/dev/null 2>&1 && python3 -c 1 2>/dev/null; then exit 99; fi"
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
-            f"set -e; {mounts}; {check}; exec env -i {cmd}"]
+    return [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f"set -e; {mounts}; {check}; exec env -i {cmd}",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -74,15 +103,30 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
     base = tmp_path_factory.mktemp("frozen")
     vendor = make_vendor(base)
     dist = base / "dist"
-    subprocess.run([str(ROOT / "scripts" / "build"), "--trusted-root", str(vendor.root_file), "--out", str(dist)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(ROOT / "scripts" / "build"),
+            "--trusted-root",
+            str(vendor.root_file),
+            "--out",
+            str(dist),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     updater_exe = dist / system.executable_name("opusi-INSTALLUpdate")
-    repository.publish_updater(vendor.repo, vendor.keys, updater_exe, system.platform_name(), "test")
+    repository.publish_updater(
+        vendor.repo, vendor.keys, updater_exe, system.platform_name(), "test"
+    )
     server = Server(vendor.repo, vendor.db, threads=8)
     server.start()
     try:
-        yield Frozen(vendor, f"http://127.0.0.1:{server.port}", updater_exe,
-                     dist / system.executable_name("opusi-update"))
+        yield Frozen(
+            vendor,
+            f"http://127.0.0.1:{server.port}",
+            updater_exe,
+            dist / system.executable_name("opusi-update"),
+        )
     finally:
         server.stop()
 
@@ -92,13 +136,23 @@ def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
         print(f"\n[frozen] {text}")
 
 
-def test_frozen_update_with_python_hidden(frozen: Frozen, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _say(capsys, "Python hidden by a mount namespace" if HIDE else
-         "FELL BACK to env -i only: this machine does not allow a mount namespace")
+def test_frozen_update_with_python_hidden(
+    frozen: Frozen, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _say(
+        capsys,
+        "Python hidden by a mount namespace"
+        if HIDE
+        else "FELL BACK to env -i only: this machine does not allow a mount namespace",
+    )
     install = make_install(tmp_path / "opusi", frozen.vendor.trees[1147], 1147, frozen.url)
     data_before = data_snapshot(install)
-    result = subprocess.run(hidden([frozen.updater, "--install-dir", install, "--yes", "--progress", "none"]),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        hidden([frozen.updater, "--install-dir", install, "--yes", "--progress", "none"]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Updated from build 1147 to 1155" in result.stdout
     assert program_files(install) == vendor_files(frozen.vendor.trees[1155], 1155)
@@ -106,27 +160,68 @@ def test_frozen_update_with_python_hidden(frozen: Frozen, tmp_path: Path, capsys
 
 
 def test_frozen_error_codes(frozen: Frozen, tmp_path: Path) -> None:
-    install = make_install(tmp_path / "opusi", frozen.vendor.trees[1147], 1147, frozen.url, license_number="")
-    result = subprocess.run(hidden([frozen.updater, "--install-dir", install, "--yes"]), capture_output=True,
-                            text=True, timeout=120)
+    install = make_install(
+        tmp_path / "opusi", frozen.vendor.trees[1147], 1147, frozen.url, license_number=""
+    )
+    result = subprocess.run(
+        hidden([frozen.updater, "--install-dir", install, "--yes"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "Error 1" in result.stderr
-    result = subprocess.run(hidden([frozen.updater, "--install-dir", install, "--yes", "--license", "X-1",
-                                    "--server", "http://127.0.0.1:9"]), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        hidden(
+            [
+                frozen.updater,
+                "--install-dir",
+                install,
+                "--yes",
+                "--license",
+                "X-1",
+                "--server",
+                "http://127.0.0.1:9",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 6 and "Error 6" in result.stderr
-    result = subprocess.run(hidden([frozen.updater, "--bogus"]), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        hidden([frozen.updater, "--bogus"]), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 10
 
 
 def test_frozen_bootstrap_starts_the_published_updater(frozen: Frozen, tmp_path: Path) -> None:
     install = make_install(tmp_path / "opusi", frozen.vendor.trees[1147], 1147, frozen.url)
-    check = subprocess.run(hidden([frozen.bootstrap, "check", "--install-dir", install]),
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        hidden([frozen.bootstrap, "check", "--install-dir", install]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["pending"] == [1148, 1150, 1155]
     host = subprocess.Popen(["sleep", "2"])
-    started = subprocess.run([str(frozen.bootstrap), "start", "--install-dir", str(install), "--admin",
-                              "--host-pid", str(host.pid), "--download-dir", str(tmp_path / "dl")],
-                             capture_output=True, text=True, timeout=120, env={})
+    started = subprocess.run(
+        [
+            str(frozen.bootstrap),
+            "start",
+            "--install-dir",
+            str(install),
+            "--admin",
+            "--host-pid",
+            str(host.pid),
+            "--download-dir",
+            str(tmp_path / "dl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={},
+    )
     assert started.returncode == 0, started.stderr
     pid = json.loads(started.stdout)["pid"]
     host.wait()
@@ -138,7 +233,9 @@ def test_frozen_bootstrap_starts_the_published_updater(frozen: Frozen, tmp_path:
 
 def test_frozen_size_and_start_up(frozen: Frozen, capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
-    result = subprocess.run(hidden([frozen.updater, "--version"]), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        hidden([frozen.updater, "--version"]), capture_output=True, text=True, timeout=60
+    )
     seconds = time.monotonic() - started
     assert result.returncode == 0 and "opusi-INSTALLUpdate" in result.stdout
     size = frozen.updater.stat().st_size

@@ -104,7 +104,9 @@ def test_manifest_target_holds_the_full_tree(repo: tuple[Path, Path], tmp_path: 
     trees = _publish_all(repo_dir, keys, tmp_path, upto=1148)
     state = repository.load_state(repo_dir)
     target = state.target("manifests/1148.json")
-    data = (repo_dir / "targets" / "manifests" / f"{target.hashes['sha256']}.1148.json").read_bytes()
+    data = (
+        repo_dir / "targets" / "manifests" / f"{target.hashes['sha256']}.1148.json"
+    ).read_bytes()
     target.verify_length_and_hashes(data)
     manifest = mf.manifest_from_json(data)
     assert {p: e.sha256 for p, e in manifest.items()} == _files(trees[1148])
@@ -131,16 +133,24 @@ def published(repo: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path, Path
     return repo_dir, keys, trees[1148]
 
 
-def test_refuses_build_number_not_greater(published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_refuses_build_number_not_greater(
+    published: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     repo_dir, keys, tree = published
     changed = write_tree(tmp_path / "t", {**program_builds()[1150]})
     _refused(repo_dir, keys, 1148, changed, "not newer")
     _refused(repo_dir, keys, 1000, changed, "not newer")
 
 
-def test_refuses_excluded_folders_unless_told(published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_refuses_excluded_folders_unless_told(
+    published: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     repo_dir, keys, _ = published
-    files = {**program_builds()[1150], "database/systemfiles/USERINI/user.ini": b"x", "Help/a.htm": b"h"}
+    files = {
+        **program_builds()[1150],
+        "database/systemfiles/USERINI/user.ini": b"x",
+        "Help/a.htm": b"h",
+    }
     tree = write_tree(tmp_path / "t", files)
     _refused(repo_dir, keys, 1150, tree, "customer data")
     result = repository.publish_build(repo_dir, keys, 1150, tree, ignore_excluded=True)
@@ -169,9 +179,13 @@ def test_refuses_names_windows_cannot_hold(
     _refused(repo_dir, keys, 1150, tree, reason)
 
 
-def test_refuses_names_differing_only_by_case(published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_refuses_names_differing_only_by_case(
+    published: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     repo_dir, keys, _ = published
-    tree = write_tree(tmp_path / "t", {**program_builds()[1150], "Program/X.txt": b"1", "program/x.TXT": b"2"})
+    tree = write_tree(
+        tmp_path / "t", {**program_builds()[1150], "Program/X.txt": b"1", "program/x.TXT": b"2"}
+    )
     _refused(repo_dir, keys, 1150, tree, "only by case")
 
 
@@ -194,7 +208,9 @@ def test_refuses_empty_builds(published: tuple[Path, Path, Path], tmp_path: Path
     _refused(repo_dir, keys, 1150, tmp_path / "missing", "not a folder")
 
 
-def test_refuses_keys_of_another_repository(published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_refuses_keys_of_another_repository(
+    published: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     repo_dir, _, _ = published
     repository.init_repository(tmp_path / "other", tmp_path / "other-keys")
     tree = write_tree(tmp_path / "t", program_builds()[1150])
@@ -204,27 +220,60 @@ def test_refuses_keys_of_another_repository(published: tuple[Path, Path, Path], 
     assert snapshot(repo_dir) == before
 
 
-def test_cli_refusal_exit_code_and_message(published: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refusal_exit_code_and_message(
+    published: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     repo_dir, keys, tree = published
-    code = repo_main(["publish", "--repo", str(repo_dir), "--keys", str(keys), "--build", "1148",
-                      "--tree", str(tree)])
+    code = repo_main(
+        [
+            "publish",
+            "--repo",
+            str(repo_dir),
+            "--keys",
+            str(keys),
+            "--build",
+            "1148",
+            "--tree",
+            str(tree),
+        ]
+    )
     assert code == 30
     err = capsys.readouterr().err
     assert "Error 30" in err and "not newer" in err
     assert repo_main(["publish", "--repo", str(repo_dir)]) == 10
 
 
-def test_killed_publish_leaves_what_clients_see_unchanged(published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_killed_publish_leaves_what_clients_see_unchanged(
+    published: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     """SIGKILL a real publish at several moments: clients see the old state or the new one."""
     repo_dir, keys, _ = published
-    big = {**program_builds()[1150], **{f"Program/many/{i:04}.bin": os.urandom(3000) for i in range(400)}}
+    big = {
+        **program_builds()[1150],
+        **{f"Program/many/{i:04}.bin": os.urandom(3000) for i in range(400)},
+    }
     tree = write_tree(tmp_path / "big", big)
     old_version = repository.load_state(repo_dir).timestamp.signed.version
     outcomes = set()
     for delay in (0.3, 0.6, 0.9, 1.2, 1.6, 2.0):
-        proc = subprocess.Popen([sys.executable, "-m", "updater.repo_cli", "publish", "--repo", str(repo_dir),
-                                 "--keys", str(keys), "--build", "1150", "--tree", str(tree)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "updater.repo_cli",
+                "publish",
+                "--repo",
+                str(repo_dir),
+                "--keys",
+                str(keys),
+                "--build",
+                "1150",
+                "--tree",
+                str(tree),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -255,7 +304,10 @@ def test_publish_updater_replaces_the_older_one(repo: tuple[Path, Path], tmp_pat
     linux.write_bytes(b"\x7fELF")
     repository.publish_updater(repo_dir, keys, linux, "linux-x86_64")
     names = sorted(repository.load_state(repo_dir).targets.signed.targets)
-    assert names == ["updater/linux-x86_64/opusi-INSTALLUpdate", "updater/windows-x86_64/opusi-INSTALLUpdate.exe"]
+    assert names == [
+        "updater/linux-x86_64/opusi-INSTALLUpdate",
+        "updater/windows-x86_64/opusi-INSTALLUpdate.exe",
+    ]
     assert target.custom["opusi"]["version"] == "0.2"
     with pytest.raises(PublishRefusedError):
         repository.publish_updater(repo_dir, keys, exe, "Windows x64")
@@ -272,8 +324,9 @@ def test_refresh_timestamp_before_expiry(tmp_path: Path) -> None:
     assert after.version == before.version + 1
     assert after.snapshot_meta.version == before.snapshot_meta.version
     with pytest.raises(RepositoryError):
-        repository.refresh_timestamp(repo_dir, repository.load_signer(keys / "targets.pem"),
-                                     min_remaining=timedelta(days=2))
+        repository.refresh_timestamp(
+            repo_dir, repository.load_signer(keys / "targets.pem"), min_remaining=timedelta(days=2)
+        )
 
 
 def test_refuses_the_build_file(published: tuple[Path, Path, Path], tmp_path: Path) -> None:

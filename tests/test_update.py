@@ -32,8 +32,20 @@ from updater.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, LOG_DIR, WORK_DIR
 
 
 def run(install: Path, vendor: Vendor, *extra: str) -> int:
-    return main(["--install-dir", str(install), "--trusted-root", str(vendor.root_file), "--yes",
-                 "--progress", "none", "--timeout", "5", *extra])
+    return main(
+        [
+            "--install-dir",
+            str(install),
+            "--trusted-root",
+            str(vendor.root_file),
+            "--yes",
+            "--progress",
+            "none",
+            "--timeout",
+            "5",
+            *extra,
+        ]
+    )
 
 
 def _free_port() -> int:
@@ -42,7 +54,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_full_update_across_three_builds(install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_update_across_three_builds(
+    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_before = data_snapshot(install)
     assert run(install, vendor) == 0
     assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
@@ -63,12 +77,22 @@ def test_full_update_across_three_builds(install: Path, vendor: Vendor, capsys: 
     assert program_snapshot(install) == before
 
 
-def test_check_changes_nothing(install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]) -> None:
-    before = {p: h for p, h in snapshot(install).items() if not p.startswith(WORK_DIR) and LOG_DIR not in p}
+def test_check_changes_nothing(
+    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {
+        p: h
+        for p, h in snapshot(install).items()
+        if not p.startswith(WORK_DIR) and LOG_DIR not in p
+    }
     assert run(install, vendor, "--check", "--progress", "json") == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["pending"] == [1148, 1150, 1155] and report["installed"] == 1147
-    after = {p: h for p, h in snapshot(install).items() if not p.startswith(WORK_DIR) and LOG_DIR not in p}
+    after = {
+        p: h
+        for p, h in snapshot(install).items()
+        if not p.startswith(WORK_DIR) and LOG_DIR not in p
+    }
     assert after == before
 
 
@@ -86,13 +110,19 @@ def test_offline_folder_is_verified(install: Path, vendor: Vendor, tmp_path: Pat
     assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
 
 
-def test_json_progress_lines(install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_progress_lines(
+    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(install, vendor, "--progress", "json") == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
     phases = {(line.get("phase"), line.get("build")) for line in lines if "phase" in line}
     assert ("download", None) in phases and ("backup", 1147) in phases
     assert {("apply", b) for b in (1148, 1150, 1155)} <= phases
-    finals = [line for line in lines if line.get("phase") == "apply" and line["done"] == line["total"]]
+    finals = [
+        line for line in lines if line.get("phase") == "apply" and line["done"] == line["total"]
+    ]
     assert len(finals) >= 3
 
 
@@ -103,14 +133,24 @@ def _set_ini(install: Path, **values: str) -> None:
     path = install / CONFIG_FILE
     text = path.read_text()
     for key, value in values.items():
-        lines = [f"{key} = {value}" if line.startswith(f"{key} =") else line for line in text.splitlines()]
+        lines = [
+            f"{key} = {value}" if line.startswith(f"{key} =") else line
+            for line in text.splitlines()
+        ]
         text = "\n".join(lines) + "\n"
     path.write_text(text)
 
 
-@pytest.mark.parametrize("license_number,code", [("", 1), ("bad number!", 1), (REVOKED, 2), (UNREGISTERED, 7)])
-def test_license_errors(install: Path, vendor: Vendor, license_number: str, code: int,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "license_number,code", [("", 1), ("bad number!", 1), (REVOKED, 2), (UNREGISTERED, 7)]
+)
+def test_license_errors(
+    install: Path,
+    vendor: Vendor,
+    license_number: str,
+    code: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     _set_ini(install, license=license_number)
     before = program_snapshot(install)
     assert run(install, vendor) == code
@@ -152,8 +192,17 @@ def test_foreign_root_is_error_12(install: Path, vendor: Vendor, tmp_path: Path)
 
     repository.init_repository(tmp_path / "other", tmp_path / "other-keys")
     before = program_snapshot(install)
-    code = main(["--install-dir", str(install), "--trusted-root", str(tmp_path / "other/metadata/1.root.json"),
-                 "--yes", "--progress", "none"])
+    code = main(
+        [
+            "--install-dir",
+            str(install),
+            "--trusted-root",
+            str(tmp_path / "other/metadata/1.root.json"),
+            "--yes",
+            "--progress",
+            "none",
+        ]
+    )
     assert code == 12
     assert program_snapshot(install) == before
 
@@ -180,8 +229,16 @@ def test_second_updater_is_error_18(install: Path, vendor: Vendor) -> None:
     lock = install / WORK_DIR / "update.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); l.acquire();"
-         " print('held', flush=True); time.sleep(30)", str(lock)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); l.acquire();"
+            " print('held', flush=True); time.sleep(30)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         before = program_snapshot(install)
@@ -203,11 +260,20 @@ def _ops_of_full_update(tmp_path: Path, vendor: Vendor, server_url: str) -> list
     return plan.seen
 
 
-def test_failure_in_second_of_three_builds_restores(install: Path, vendor: Vendor, server_url: str,
-                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failure_in_second_of_three_builds_restores(
+    install: Path,
+    vendor: Vendor,
+    server_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     ops = _ops_of_full_update(tmp_path, vendor, server_url)
     # the replace of the file that only build 1150 adds: the middle of the second build
-    at = next(i for i, op in enumerate(ops, 1) if op.startswith("replace") and op.endswith("/Program/empty2.cfg"))
+    at = next(
+        i
+        for i, op in enumerate(ops, 1)
+        if op.startswith("replace") and op.endswith("/Program/empty2.cfg")
+    )
     program_before, data_before = program_snapshot(install), data_snapshot(install)
     fileops.set_fault_plan(fileops.FaultPlan(at=at))
     assert run(install, vendor) == 16
@@ -220,10 +286,15 @@ def test_failure_in_second_of_three_builds_restores(install: Path, vendor: Vendo
     assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
 
 
-def test_failed_restore_is_error_17_and_next_run_recovers(install: Path, vendor: Vendor, server_url: str,
-                                                          tmp_path: Path) -> None:
+def test_failed_restore_is_error_17_and_next_run_recovers(
+    install: Path, vendor: Vendor, server_url: str, tmp_path: Path
+) -> None:
     ops = _ops_of_full_update(tmp_path, vendor, server_url)
-    at = next(i for i, op in enumerate(ops, 1) if op.startswith("replace") and op.endswith("/Program/empty2.cfg"))
+    at = next(
+        i
+        for i, op in enumerate(ops, 1)
+        if op.startswith("replace") and op.endswith("/Program/empty2.cfg")
+    )
     program_before, data_before = program_snapshot(install), data_snapshot(install)
     fileops.set_fault_plan(fileops.FaultPlan(at=at, every_after=True))
     assert run(install, vendor) == 17
@@ -268,7 +339,9 @@ def test_resume_after_connection_drop(install: Path, vendor: Vendor, server_url:
         relay.close()
 
 
-def test_requests_carry_only_the_license_and_build_numbers(vendor: Vendor, server_url: str, tmp_path: Path) -> None:
+def test_requests_carry_only_the_license_and_build_numbers(
+    vendor: Vendor, server_url: str, tmp_path: Path
+) -> None:
     port = int(server_url.rsplit(":", 1)[1])
     relay = Relay(("127.0.0.1", port))
     install = make_install(tmp_path / "Praxis Dr Mustermann", vendor.trees[1147], 1147, server_url)

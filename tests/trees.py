@@ -50,7 +50,7 @@ def program_builds() -> dict[int, dict[str, bytes]]:
     }
     b1148 = dict(b1147)
     b1148["opusi.exe"] = b"MZ" + b"\x00" * 4000 + b"1148"
-    b1148["Program/Module/neu ñ/日本語.txt"] = "neu".encode()
+    b1148["Program/Module/neu ñ/日本語.txt"] = b"neu"
     del b1148["old/obsolete.dll"]
     b1150 = dict(b1148)
     b1150["Program/empty2.cfg"] = b""

@@ -28,26 +28,50 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> ArgumentParser:
-    p = ArgumentParser(prog="opusi-INSTALLUpdate",
-                       description="Brings an opus i installation to its newest build over the Internet.")
+    p = ArgumentParser(
+        prog="opusi-INSTALLUpdate",
+        description="Brings an opus i installation to its newest build over the Internet.",
+    )
     p.add_argument("--version", action="version", version=f"opusi-INSTALLUpdate {__version__}")
-    p.add_argument("--install-dir", type=Path, help="the opus i program folder (default: next to this program)")
+    p.add_argument(
+        "--install-dir", type=Path, help="the opus i program folder (default: next to this program)"
+    )
     p.add_argument("--server", help="update server URL (default: update.ini)")
     p.add_argument("--license", help="license number (default: update.ini)")
-    p.add_argument("--proxy", help="proxy URL, e.g. http://user:password@proxy:3128 (default: update.ini, "
-                   "else HTTPS_PROXY/HTTP_PROXY)")
-    p.add_argument("--wait-pid", type=int, help="wait for this process (the host program) to exit first")
-    p.add_argument("--wait-timeout", type=float, help="seconds to wait for it (default: update.ini or 120)")
-    p.add_argument("--offline", type=Path, metavar="DIR", help="use a downloaded copy of the repository")
-    p.add_argument("--check", action="store_true", help="only report pending builds; change nothing")
+    p.add_argument(
+        "--proxy",
+        help="proxy URL, e.g. http://user:password@proxy:3128 (default: update.ini, "
+        "else HTTPS_PROXY/HTTP_PROXY)",
+    )
+    p.add_argument(
+        "--wait-pid", type=int, help="wait for this process (the host program) to exit first"
+    )
+    p.add_argument(
+        "--wait-timeout", type=float, help="seconds to wait for it (default: update.ini or 120)"
+    )
+    p.add_argument(
+        "--offline", type=Path, metavar="DIR", help="use a downloaded copy of the repository"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="only report pending builds; change nothing"
+    )
     p.add_argument("--yes", action="store_true", help="do not ask before updating")
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
-    p.add_argument("--allow-remote", action="store_true", help="update an installation on a network drive")
+    p.add_argument(
+        "--allow-remote", action="store_true", help="update an installation on a network drive"
+    )
     p.add_argument("--trusted-root", type=Path, help="trusted root metadata (default: built in)")
-    p.add_argument("--restore", nargs="?", const="", metavar="ZIP",
-                   help="restore a backup by hand (default: the newest one)")
+    p.add_argument(
+        "--restore",
+        nargs="?",
+        const="",
+        metavar="ZIP",
+        help="restore a backup by hand (default: the newest one)",
+    )
     p.add_argument("--keep-backups", type=int, help="backups to keep (default: update.ini or 3)")
-    p.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     return p
 
@@ -97,23 +121,37 @@ def _request(args: argparse.Namespace, install: config.Install) -> update.Update
     if offline is None:
         number = config.license_number(args.license, install.ini)
         server = config.server_url(args.server, install.ini)
-        network = NetworkSettings(license_number=number, proxy_url=args.proxy or install.ini.proxy_url,
-                                  connect_timeout=args.timeout, read_timeout=args.timeout)
+        network = NetworkSettings(
+            license_number=number,
+            proxy_url=args.proxy or install.ini.proxy_url,
+            connect_timeout=args.timeout,
+            read_timeout=args.timeout,
+        )
     return update.UpdateRequest(
-        install=install.root, server_url=server, network=network,
-        trusted_root=config.trusted_root(args.trusted_root), offline_dir=offline,
+        install=install.root,
+        server_url=server,
+        network=network,
+        trusted_root=config.trusted_root(args.trusted_root),
+        offline_dir=offline,
         wait_pid=args.wait_pid,
-        wait_seconds=args.wait_timeout if args.wait_timeout is not None else install.ini.host_wait_seconds,
-        keep_backups=args.keep_backups if args.keep_backups is not None else install.ini.keep_backups,
-        check_only=args.check, allow_remote=args.allow_remote,
+        wait_seconds=args.wait_timeout
+        if args.wait_timeout is not None
+        else install.ini.host_wait_seconds,
+        keep_backups=args.keep_backups
+        if args.keep_backups is not None
+        else install.ini.keep_backups,
+        check_only=args.check,
+        allow_remote=args.allow_remote,
     )
 
 
 def _confirm(args: argparse.Namespace, reporter: Reporter) -> update.Confirm:
     def confirm(plan: UpdatePlan) -> bool:
         builds = ", ".join(str(b.build) for b in plan.builds)
-        reporter.message(f"Update from build {plan.installed} to {plan.target} (builds {builds}; "
-                         f"{plan.download_bytes / 1e6:.1f} MB to download). A backup is made first.")
+        reporter.message(
+            f"Update from build {plan.installed} to {plan.target} (builds {builds}; "
+            f"{plan.download_bytes / 1e6:.1f} MB to download). A backup is made first."
+        )
         if args.yes:
             return True
         if not sys.stdin.isatty():
@@ -148,11 +186,22 @@ def _check(request: update.UpdateRequest, as_json: bool) -> int:
     plan, interrupted = update.check(request)
     pending = [b.build for b in plan.builds]
     if as_json:
-        print(json.dumps({"installed": plan.installed, "pending": pending, "target": plan.target,
-                          "download_bytes": plan.download_bytes, "interrupted": interrupted}))
+        print(
+            json.dumps(
+                {
+                    "installed": plan.installed,
+                    "pending": pending,
+                    "target": plan.target,
+                    "download_bytes": plan.download_bytes,
+                    "interrupted": interrupted,
+                }
+            )
+        )
     elif pending:
-        print(f"Build {plan.installed} installed; pending builds: {', '.join(map(str, pending))} "
-              f"({plan.download_bytes / 1e6:.1f} MB).")
+        print(
+            f"Build {plan.installed} installed; pending builds: {', '.join(map(str, pending))} "
+            f"({plan.download_bytes / 1e6:.1f} MB)."
+        )
     else:
         print(f"Build {plan.installed} installed; it is up to date.")
     return 0
@@ -164,7 +213,9 @@ def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
     if zip_arg:
         zip_path = Path(zip_arg)
     else:
-        backups = sorted((root / BACKUP_DIR).glob("opusi-backup-*.zip"), key=lambda p: p.stat().st_mtime)
+        backups = sorted(
+            (root / BACKUP_DIR).glob("opusi-backup-*.zip"), key=lambda p: p.stat().st_mtime
+        )
         if not backups:
             raise UsageError(f"No backup found in {root / BACKUP_DIR}.")
         zip_path = backups[-1]
@@ -177,11 +228,16 @@ def _summary(result: update.UpdateResult, reporter: Reporter, log_file: Path | N
     if result.recovered:
         reporter.message("An interrupted update was undone first.")
     if not result.applied:
-        reporter.message(f"Build {result.from_build} is installed; it is up to date."
-                         if not result.pending else "Update cancelled; nothing was changed.")
+        reporter.message(
+            f"Build {result.from_build} is installed; it is up to date."
+            if not result.pending
+            else "Update cancelled; nothing was changed."
+        )
         return
-    reporter.message(f"Updated from build {result.from_build} to {result.to_build} "
-                     f"(applied {', '.join(map(str, result.applied))}) in {result.seconds:.1f} s.")
+    reporter.message(
+        f"Updated from build {result.from_build} to {result.to_build} "
+        f"(applied {', '.join(map(str, result.applied))}) in {result.seconds:.1f} s."
+    )
     if result.backup:
         state = "made" if result.backup_created else "reused"
         reporter.message(f"Backup {state}: {result.backup}")
@@ -196,7 +252,9 @@ class _PlainSummary(Reporter):
         super().__init__(sys.stdout)
         self._inner = inner
 
-    def phase(self, name: str, total: int, build: int | None = None, unit: str = "B") -> PhaseHandle:
+    def phase(
+        self, name: str, total: int, build: int | None = None, unit: str = "B"
+    ) -> PhaseHandle:
         return self._inner.phase(name, total, build, unit)
 
     def message(self, text: str) -> None:

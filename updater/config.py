@@ -76,8 +76,10 @@ def read_ini(path: Path) -> IniSettings:
             option_53=general.get("53", "0").strip() == "1",
         )
     except (OSError, UnicodeDecodeError, configparser.Error, ValueError) as e:
-        raise ConfigError(f"The configuration {path} cannot be read: {e}.",
-                          hint="Fix or restore update.ini; nothing was changed.") from e
+        raise ConfigError(
+            f"The configuration {path} cannot be read: {e}.",
+            hint="Fix or restore update.ini; nothing was changed.",
+        ) from e
 
 
 def read_install(root: Path) -> Install:
@@ -87,19 +89,25 @@ def read_install(root: Path) -> Install:
         ConfigError: No install there, or ``BUILD`` is missing or not a number.
     """
     if not root.is_dir():
-        raise ConfigError(f"The installation folder {root} does not exist.",
-                          hint="Pass --install-dir with the opus i program folder.")
+        raise ConfigError(
+            f"The installation folder {root} does not exist.",
+            hint="Pass --install-dir with the opus i program folder.",
+        )
     build_file = root / BUILD_FILE
     try:
         text = build_file.read_text("ascii").strip()
     except FileNotFoundError as e:
-        raise ConfigError(f"{root} is not an opus i installation: {BUILD_FILE} is missing.",
-                          hint="Pass --install-dir with the opus i program folder.") from e
+        raise ConfigError(
+            f"{root} is not an opus i installation: {BUILD_FILE} is missing.",
+            hint="Pass --install-dir with the opus i program folder.",
+        ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{build_file} cannot be read: {e}.") from e
     if not text.isdigit():
-        raise ConfigError(f"{build_file} does not hold a build number (found {text[:20]!r}).",
-                          hint="Restore the file or the installation from a backup.")
+        raise ConfigError(
+            f"{build_file} does not hold a build number (found {text[:20]!r}).",
+            hint="Restore the file or the installation from a backup.",
+        )
     return Install(root=root, build=int(text), ini=read_ini(root / CONFIG_FILE))
 
 

@@ -26,7 +26,12 @@ class Downloader(Protocol):
     """What the download step needs of a fetcher (online or ``--offline`` folder)."""
 
     def download_package(
-        self, url: str, dest: Path, *, length: int, sha256: str,
+        self,
+        url: str,
+        dest: Path,
+        *,
+        length: int,
+        sha256: str,
         progress: Callable[[int], None] | None = None,
     ) -> Path: ...
 
@@ -49,21 +54,30 @@ def fetch_verified(
         PackageVerificationError: The file failed verification twice.
         ConnectionFailedError, DiskSpaceError: From the fetcher.
     """
-    if dest.is_file() and dest.stat().st_size == remote.length and sha256_file(dest) == remote.sha256:
+    if (
+        dest.is_file()
+        and dest.stat().st_size == remote.length
+        and sha256_file(dest) == remote.sha256
+    ):
         if progress:
             progress(remote.length)
         return dest
     fileops.unlink(dest)
     try:
-        return fetcher.download_package(remote.url, dest, length=remote.length, sha256=remote.sha256,
-                                     progress=progress)
+        return fetcher.download_package(
+            remote.url, dest, length=remote.length, sha256=remote.sha256, progress=progress
+        )
     except PackageVerificationError as e:
         log.warning("%s failed verification (%s); fetching it once more", remote.name, e)
-        return fetcher.download_package(remote.url, dest, length=remote.length, sha256=remote.sha256)
+        return fetcher.download_package(
+            remote.url, dest, length=remote.length, sha256=remote.sha256
+        )
 
 
 def download_builds(
-    fetcher: Downloader, builds: Sequence[RemoteBuild], folder: Path,
+    fetcher: Downloader,
+    builds: Sequence[RemoteBuild],
+    folder: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[DownloadedBuild]:
     """Download and verify every build's package and manifest into ``folder``.
@@ -75,11 +89,15 @@ def download_builds(
     fileops.makedirs(folder)
     result = []
     for build in builds:
-        manifest_path = fetch_verified(fetcher, build.manifest, folder / f"{build.build}.json", None)
+        manifest_path = fetch_verified(
+            fetcher, build.manifest, folder / f"{build.build}.json", None
+        )
         try:
             manifest = manifest_from_json(manifest_path.read_bytes())
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise PackageVerificationError(f"The manifest of build {build.build} is invalid: {e}") from e
+            raise PackageVerificationError(
+                f"The manifest of build {build.build} is invalid: {e}"
+            ) from e
         package = fetch_verified(fetcher, build.package, folder / f"{build.build}.7z", progress)
         result.append(DownloadedBuild(build=build, package=package, manifest=manifest))
     return result

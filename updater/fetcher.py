@@ -150,12 +150,19 @@ class Fetcher(FetcherInterface):
         proxy = proxy_for(url, self.settings)
         if proxy not in self._managers:
             kwargs: dict[str, object] = {
-                "timeout": urllib3.Timeout(connect=self.settings.connect_timeout,
-                                           read=self.settings.read_timeout),
-                "retries": urllib3.Retry(total=self.settings.retries, connect=self.settings.retries,
-                                         read=0, status=0, other=0, redirect=3,
-                                         backoff_factor=self.settings.backoff,
-                                         raise_on_status=False),
+                "timeout": urllib3.Timeout(
+                    connect=self.settings.connect_timeout, read=self.settings.read_timeout
+                ),
+                "retries": urllib3.Retry(
+                    total=self.settings.retries,
+                    connect=self.settings.retries,
+                    read=0,
+                    status=0,
+                    other=0,
+                    redirect=3,
+                    backoff_factor=self.settings.backoff,
+                    raise_on_status=False,
+                ),
                 "maxsize": 4,
             }
             if self.settings.ca_file:
@@ -176,8 +183,12 @@ class Fetcher(FetcherInterface):
                 refused the license (errors 1, 2, 7).
             tuf.api.exceptions.DownloadHTTPError: Any other error status.
         """
-        sent = {LICENSE_HEADER: self.settings.license_number, "User-Agent": USER_AGENT,
-                "Accept-Encoding": "identity", **(headers or {})}
+        sent = {
+            LICENSE_HEADER: self.settings.license_number,
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",
+            **(headers or {}),
+        }
         try:
             response = self._manager(url).request(
                 "GET", url, headers=sent, preload_content=False, decode_content=False
@@ -255,8 +266,13 @@ class Fetcher(FetcherInterface):
         return dest
 
     def _write_body(
-        self, response: urllib3.BaseHTTPResponse, url: str, part: Path, state: _PartState,
-        length: int, progress: Progress | None,
+        self,
+        response: urllib3.BaseHTTPResponse,
+        url: str,
+        part: Path,
+        state: _PartState,
+        length: int,
+        progress: Progress | None,
     ) -> None:
         size = state.size
         if progress and size:
@@ -380,8 +396,10 @@ def connection_error(error: Exception, url: str) -> ConnectionFailedError:
     """Describe a urllib3 failure to reach ``url`` as error 6, naming its cause."""
     reason = getattr(error, "reason", None) or error
     kind = "could not be reached"
-    hint = ("Check the Internet connection, the server address and the proxy settings. "
-            "Nothing was changed; downloads begun are resumed next time.")
+    hint = (
+        "Check the Internet connection, the server address and the proxy settings. "
+        "Nothing was changed; downloads begun are resumed next time."
+    )
     if isinstance(reason, urllib3.exceptions.ProxyError) or isinstance(
         error, urllib3.exceptions.ProxyError
     ):
@@ -408,10 +426,14 @@ def connection_error(error: Exception, url: str) -> ConnectionFailedError:
 def disk_error(error: OSError, path: Path) -> OpusiError:
     """Describe a failed write of ``path``: disk full, or not writable."""
     if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return DiskSpaceError(f"The disk is full while writing {path.name}.",
-                              hint="Free some space and start the update again.")
-    return FileLockedError(f"Cannot write {path}: {error.strerror or error}.",
-                           hint="Check that the folder is writable and not locked.")
+        return DiskSpaceError(
+            f"The disk is full while writing {path.name}.",
+            hint="Free some space and start the update again.",
+        )
+    return FileLockedError(
+        f"Cannot write {path}: {error.strerror or error}.",
+        hint="Check that the folder is writable and not locked.",
+    )
 
 
 class FolderFetcher(FetcherInterface):

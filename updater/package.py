@@ -45,7 +45,9 @@ class Member:
     is_link: bool
 
 
-def write_package(dest: Path, root: Path, names: Iterable[str], preset: int = DEFAULT_PRESET) -> None:
+def write_package(
+    dest: Path, root: Path, names: Iterable[str], preset: int = DEFAULT_PRESET
+) -> None:
     """Write the files ``names`` (relative POSIX paths under ``root``) into a new 7z at ``dest``.
 
     Raises:

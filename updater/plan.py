@@ -53,19 +53,25 @@ def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
     expected: int | None = installed
     for build in pending:
         if build.previous != expected:
-            raise PlanError(_gap_message(installed, build, expected, known),
-                            hint="Nothing was changed. Please contact the vendor's support.")
+            raise PlanError(
+                _gap_message(installed, build, expected, known),
+                hint="Nothing was changed. Please contact the vendor's support.",
+            )
         expected = build.build
     return UpdatePlan(installed=installed, builds=pending)
 
 
 def _gap_message(installed: int, build: RemoteBuild, expected: int | None, known: list[int]) -> str:
     if expected == installed and installed not in known:
-        return (f"The installed build {installed} is not one the update server knows "
-                f"(it offers builds {known[0]} to {known[-1]}); it cannot be updated over the "
-                "Internet. Install a current full version first.")
-    return (f"Build {build.build} was made for build {build.previous}, not for {expected}; "
-            "the builds on the server do not form an unbroken chain.")
+        return (
+            f"The installed build {installed} is not one the update server knows "
+            f"(it offers builds {known[0]} to {known[-1]}); it cannot be updated over the "
+            "Internet. Install a current full version first."
+        )
+    return (
+        f"Build {build.build} was made for build {build.previous}, not for {expected}; "
+        "the builds on the server do not form an unbroken chain."
+    )
 
 
 def check_package(build: RemoteBuild, members: Sequence[Member]) -> tuple[str, ...]:
@@ -80,14 +86,18 @@ def check_package(build: RemoteBuild, members: Sequence[Member]) -> tuple[str, .
     """
     for member in members:
         if member.is_link or not member.is_file:
-            raise UnsafeArchiveError(f"Package {build.build} holds {member.name!r}, which is not "
-                                     "a regular file (link or folder entry).")
+            raise UnsafeArchiveError(
+                f"Package {build.build} holds {member.name!r}, which is not "
+                "a regular file (link or folder entry)."
+            )
     names = check_member_names(m.name for m in members)
     check_writable_paths(build.build, names)
     declared = sum(m.size for m in members)
     if declared > build.unpacked_size:
-        raise UnsafeArchiveError(f"Package {build.build} declares {declared} bytes, more than "
-                                 f"its signed unpacked size {build.unpacked_size}.")
+        raise UnsafeArchiveError(
+            f"Package {build.build} declares {declared} bytes, more than "
+            f"its signed unpacked size {build.unpacked_size}."
+        )
     return tuple(names)
 
 
@@ -102,8 +112,10 @@ def check_writable_paths(build: int, paths: Iterable[str]) -> None:
         if problem:
             raise UnsafeArchiveError(f"Build {build} names the unsafe path {path!r}: {problem}.")
         if fold(path) == fold(BUILD_FILE):
-            raise UnsafeArchiveError(f"Build {build} would write {BUILD_FILE}, which only the "
-                                     "updater writes, after a build is complete.")
+            raise UnsafeArchiveError(
+                f"Build {build} would write {BUILD_FILE}, which only the "
+                "updater writes, after a build is complete."
+            )
         folder = excluded_dir_of(path)
         if folder is not None:
             raise UnsafeArchiveError(

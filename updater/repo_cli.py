@@ -29,15 +29,23 @@ def _parser() -> ArgumentParser:
 
     init = sub.add_parser("init", help="create a new repository and its keys")
     _repo_keys(init)
-    init.add_argument("--expiry", action="append", default=[], metavar="ROLE=DAYS",
-                      help="metadata lifetime, e.g. timestamp=7 (root, targets, snapshot: 365)")
+    init.add_argument(
+        "--expiry",
+        action="append",
+        default=[],
+        metavar="ROLE=DAYS",
+        help="metadata lifetime, e.g. timestamp=7 (root, targets, snapshot: 365)",
+    )
 
     pub = sub.add_parser("publish", help="publish the complete program tree of a build")
     _repo_keys(pub)
     pub.add_argument("--build", type=int, required=True, help="build number, e.g. 1148")
     pub.add_argument("--tree", type=Path, required=True, help="the build's complete program tree")
-    pub.add_argument("--ignore-excluded", action="store_true",
-                     help="leave out files in customer-data folders instead of refusing")
+    pub.add_argument(
+        "--ignore-excluded",
+        action="store_true",
+        help="leave out files in customer-data folders instead of refusing",
+    )
 
     upd = sub.add_parser("publish-updater", help="publish the frozen updater for a platform")
     _repo_keys(upd)
@@ -68,8 +76,12 @@ def _license_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
     lic_sub = lic.add_subparsers(dest="license_command", required=True, parser_class=ArgumentParser)
     add = lic_sub.add_parser("add", help="register (or re-activate) a license")
     add.add_argument("number")
-    add.add_argument("--until", type=date.fromisoformat, default=None,
-                     help="last day of update entitlement (YYYY-MM-DD); none: no end")
+    add.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        default=None,
+        help="last day of update entitlement (YYYY-MM-DD); none: no end",
+    )
     add.add_argument("--note", default="", help="free text for the vendor (not sent anywhere)")
     revoke = lic_sub.add_parser("revoke", help="revoke a license")
     revoke.add_argument("number")
@@ -86,8 +98,11 @@ def _serve_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
     srv.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
     srv.add_argument("--cert", type=Path, help="TLS certificate chain (PEM)")
     srv.add_argument("--key", type=Path, help="TLS private key (PEM)")
-    srv.add_argument("--timestamp-key", type=Path,
-                     help="online timestamp key (KEYDIR/timestamp.pem): re-sign before expiry")
+    srv.add_argument(
+        "--timestamp-key",
+        type=Path,
+        help="online timestamp key (KEYDIR/timestamp.pem): re-sign before expiry",
+    )
     srv.add_argument("--threads", type=int, default=32)
 
 
@@ -103,15 +118,20 @@ def _parse_expiry(items: Sequence[str]) -> dict[str, int]:
     for item in items:
         role, sep, days = item.partition("=")
         if not sep or role not in repository.ROLES or not days.isdigit():
-            raise UsageError(f"--expiry expects ROLE=DAYS with a role of {repository.ROLES}, got {item!r}.")
+            raise UsageError(
+                f"--expiry expects ROLE=DAYS with a role of {repository.ROLES}, got {item!r}."
+            )
         result[role] = int(days)
     return result
 
 
 def _work(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     handler = _COMMANDS[args.command]
     return handler(args)
 
@@ -125,12 +145,15 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    result = repository.publish_build(args.repo, args.keys, args.build, args.tree,
-                                      ignore_excluded=args.ignore_excluded)
+    result = repository.publish_build(
+        args.repo, args.keys, args.build, args.tree, ignore_excluded=args.ignore_excluded
+    )
     base = f"on top of build {result.previous}" if result.previous else "as the baseline"
-    print(f"Published build {result.build} {base}: {len(result.diff.added)} added, "
-          f"{len(result.diff.changed)} changed, {len(result.diff.deleted)} deleted; "
-          f"package {result.package_size:,} bytes, unpacked {result.unpacked_size:,} bytes.")
+    print(
+        f"Published build {result.build} {base}: {len(result.diff.added)} added, "
+        f"{len(result.diff.changed)} changed, {len(result.diff.deleted)} deleted; "
+        f"package {result.package_size:,} bytes, unpacked {result.unpacked_size:,} bytes."
+    )
     if result.left_out:
         print(f"Left out {len(result.left_out)} file(s) in customer-data folders:")
         for path in result.left_out:
@@ -139,7 +162,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _publish_updater(args: argparse.Namespace) -> int:
-    target = repository.publish_updater(args.repo, args.keys, args.file, args.platform, args.version)
+    target = repository.publish_updater(
+        args.repo, args.keys, args.file, args.platform, args.version
+    )
     print(f"Published {target.path} ({target.length:,} bytes, sha256 {target.hashes['sha256']}).")
     return 0
 
@@ -152,8 +177,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _resign(args: argparse.Namespace) -> int:
     signer = repository.load_signer(args.timestamp_key)
-    done = repository.refresh_timestamp(args.repo, signer,
-                                        min_remaining=timedelta(hours=args.min_remaining_hours))
+    done = repository.refresh_timestamp(
+        args.repo, signer, min_remaining=timedelta(hours=args.min_remaining_hours)
+    )
     print("timestamp.json re-signed." if done else "timestamp.json is still fresh; unchanged.")
     return 0
 
@@ -170,8 +196,18 @@ def _license(args: argparse.Namespace) -> int:
             rows = registry.list()
     for lic in rows:
         if args.json:
-            print(json.dumps({"number": lic.number, "status": lic.status, "note": lic.note,
-                              "entitled_until": lic.entitled_until.isoformat() if lic.entitled_until else None}))
+            print(
+                json.dumps(
+                    {
+                        "number": lic.number,
+                        "status": lic.status,
+                        "note": lic.note,
+                        "entitled_until": lic.entitled_until.isoformat()
+                        if lic.entitled_until
+                        else None,
+                    }
+                )
+            )
         else:
             until = lic.entitled_until.isoformat() if lic.entitled_until else "no end"
             print(f"{lic.number:<20} {lic.status:<8} entitled until {until:<10} {lic.note}")
@@ -184,9 +220,17 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = _parse_bind(args.bind)
     if bool(args.cert) != bool(args.key):
         raise UsageError("--cert and --key go together.")
-    server.serve(args.repo, args.db, host, port, certfile=args.cert, keyfile=args.key,
-                 timestamp_key=args.timestamp_key, threads=args.threads,
-                 ready=lambda p: print(f"Serving {args.repo} on {host}:{p}", flush=True))
+    server.serve(
+        args.repo,
+        args.db,
+        host,
+        port,
+        certfile=args.cert,
+        keyfile=args.key,
+        timestamp_key=args.timestamp_key,
+        threads=args.threads,
+        ready=lambda p: print(f"Serving {args.repo} on {host}:{p}", flush=True),
+    )
     return 0
 
 

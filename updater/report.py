@@ -52,7 +52,9 @@ def format_error(error: BaseException) -> str:
 
 
 def run_command(
-    work: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None, stream: TextIO | None = None
+    work: Callable[[Sequence[str]], int],
+    argv: Sequence[str] | None = None,
+    stream: TextIO | None = None,
 ) -> int:
     """Run ``work(argv)`` and turn whatever it raises into an exit code and a message.
 

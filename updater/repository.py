@@ -21,6 +21,7 @@ in :mod:`updater.paths` and :mod:`updater.manifest`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,8 +41,8 @@ from filelock import FileLock, Timeout
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import (
-    MetaFile,
     Metadata,
+    MetaFile,
     Root,
     Snapshot,
     TargetFile,
@@ -284,7 +285,9 @@ def _commit_targets(
     meta = repo / "metadata"
     targets.signatures.clear()
     targets.sign(signers["targets"])
-    atomic_write_bytes(meta / f"{targets.signed.version}.targets.json", targets.to_bytes(_SERIALIZER))
+    atomic_write_bytes(
+        meta / f"{targets.signed.version}.targets.json", targets.to_bytes(_SERIALIZER)
+    )
     snapshot = Metadata(
         Snapshot(
             version=snapshot_version + 1,
@@ -293,7 +296,9 @@ def _commit_targets(
         )
     )
     snapshot.sign(signers["snapshot"])
-    atomic_write_bytes(meta / f"{snapshot.signed.version}.snapshot.json", snapshot.to_bytes(_SERIALIZER))
+    atomic_write_bytes(
+        meta / f"{snapshot.signed.version}.snapshot.json", snapshot.to_bytes(_SERIALIZER)
+    )
     _write_timestamp(repo, signers["timestamp"], timestamp_version + 1, snapshot.signed.version)
 
 
@@ -343,16 +348,8 @@ def _staging(repo: Path) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        with _suppress_oserror():
+        with contextlib.suppress(OSError):  # another command's staging may be in it
             base.rmdir()
-
-
-@contextmanager
-def _suppress_oserror() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
 
 
 def _scan_build_tree(tree: Path, ignore_excluded: bool) -> tuple[dict[str, Path], tuple[str, ...]]:
@@ -367,12 +364,16 @@ def _scan_build_tree(tree: Path, ignore_excluded: bool) -> tuple[dict[str, Path]
             hint="Replace them by the files they point to.",
         )
     if scan.specials:
-        raise PublishRefusedError(f"The build tree holds special files: {', '.join(scan.specials[:5])}.")
+        raise PublishRefusedError(
+            f"The build tree holds special files: {', '.join(scan.specials[:5])}."
+        )
     files, left_out = _drop_excluded(scan.files, ignore_excluded)
     if any(fold(p) == fold(BUILD_FILE) for p in files):
         raise PublishRefusedError(
             f"The build tree holds a {BUILD_FILE} file; only the updater writes it, "
-            "once a build is completely applied.", hint="Remove it from the build tree.")
+            "once a build is completely applied.",
+            hint="Remove it from the build tree.",
+        )
     try:
         check_member_names(files)
     except UnsafeArchiveError as e:
@@ -405,7 +406,9 @@ def _previous_manifest(repo: Path, state: RepoState, build: int | None) -> dict[
         entry.verify_length_and_hashes(path.read_bytes())
         return mf.manifest_from_json(path.read_bytes())
     except (OSError, ValueError, TufRepositoryError) as e:
-        raise RepositoryError(f"The manifest of build {build} ({path}) is missing or damaged: {e}") from e
+        raise RepositoryError(
+            f"The manifest of build {build} ({path}) is missing or damaged: {e}"
+        ) from e
 
 
 def _hashed_name(target: TargetFile) -> str:
@@ -439,7 +442,9 @@ def publish_build(
                 f"Build {build} is identical to build {previous}; nothing to publish."
             )
         with _staging(repo) as staging:
-            result = _stage_and_commit(repo, state, signers, staging, build, previous, tree, diff, new_manifest)
+            result = _stage_and_commit(
+                repo, state, signers, staging, build, previous, tree, diff, new_manifest
+            )
     return PublishResult(**{**result.__dict__, "left_out": left_out})
 
 
@@ -483,15 +488,31 @@ def _stage_and_commit(
         "manifest": f"manifests/{build}.json",
     }
     with _new_targets_version(repo, state, signers) as (targets, placed):
-        _add_target(repo, targets, manifest_file, f"manifests/{build}.json",
-                    {"kind": "manifest", "build": build}, placed)
+        _add_target(
+            repo,
+            targets,
+            manifest_file,
+            f"manifests/{build}.json",
+            {"kind": "manifest", "build": build},
+            placed,
+        )
         pkg_target = _add_target(repo, targets, pkg, f"builds/{build}.7z", info, placed)
-    log.info("published build %d (%d files, %d deleted)", build, len(diff.written), len(diff.deleted))
-    return PublishResult(build=build, previous=previous, package=repo / "targets" / _hashed_name(pkg_target),
-                         package_size=pkg_target.length, diff=diff, unpacked_size=unpacked)
+    log.info(
+        "published build %d (%d files, %d deleted)", build, len(diff.written), len(diff.deleted)
+    )
+    return PublishResult(
+        build=build,
+        previous=previous,
+        package=repo / "targets" / _hashed_name(pkg_target),
+        package_size=pkg_target.length,
+        diff=diff,
+        unpacked_size=unpacked,
+    )
 
 
-def _test_extract(pkg: Path, dest: Path, diff: mf.TreeDiff, manifest: Mapping[str, mf.FileEntry]) -> None:
+def _test_extract(
+    pkg: Path, dest: Path, diff: mf.TreeDiff, manifest: Mapping[str, mf.FileEntry]
+) -> None:
     """Extract the new package again and compare every file with the manifest."""
     dest.mkdir()
     package.extract_to(pkg, dest, max_size=sum(manifest[p].size for p in diff.written) + 1)
@@ -518,8 +539,13 @@ def _new_targets_version(
     placed: list[Path] = []
     try:
         yield targets, placed
-        _commit_targets(repo, targets, signers, snapshot_version=state.snapshot.signed.version,
-                        timestamp_version=state.timestamp.signed.version)
+        _commit_targets(
+            repo,
+            targets,
+            signers,
+            snapshot_version=state.snapshot.signed.version,
+            timestamp_version=state.timestamp.signed.version,
+        )
     except BaseException:
         for path in placed:
             path.unlink(missing_ok=True)
@@ -527,7 +553,11 @@ def _new_targets_version(
 
 
 def _add_target(
-    repo: Path, targets: Metadata[Targets], staged: Path, name: str, info: dict[str, Any],
+    repo: Path,
+    targets: Metadata[Targets],
+    staged: Path,
+    name: str,
+    info: dict[str, Any],
     placed: list[Path],
 ) -> TargetFile:
     """Move a staged file into ``targets/`` under its hashed name and list it in ``targets``."""
@@ -543,7 +573,9 @@ def _add_target(
     return target
 
 
-def publish_updater(repo: Path, keys: Path, exe: Path, platform: str, version: str = "") -> TargetFile:
+def publish_updater(
+    repo: Path, keys: Path, exe: Path, platform: str, version: str = ""
+) -> TargetFile:
     """Publish the frozen updater for ``platform``, replacing the one published before.
 
     Raises:
@@ -559,7 +591,10 @@ def publish_updater(repo: Path, keys: Path, exe: Path, platform: str, version: s
         signers = {role: load_role_signer(repo, keys, role, state) for role in ROLES[1:]}
         prefix = f"updater/{platform}/"
         info = {"kind": "updater", "platform": platform, "version": version}
-        with _staging(repo) as staging, _new_targets_version(repo, state, signers) as (targets, placed):
+        with (
+            _staging(repo) as staging,
+            _new_targets_version(repo, state, signers) as (targets, placed),
+        ):
             for name in [n for n in targets.signed.targets if n.startswith(prefix)]:
                 del targets.signed.targets[name]
             staged = staging / exe.name
@@ -580,4 +615,3 @@ def summarize(repo: Path) -> list[dict[str, Any]]:
     for name, target in sorted(state.targets.signed.targets.items()):
         rows.append({"name": name, "length": target.length, **target.custom.get("opusi", {})})
     return rows
-

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, TargetFile, Targets
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from updater.errors import (
     ConnectionFailedError,
@@ -27,7 +27,7 @@ from updater.errors import (
     ServerResponseError,
     UntrustedMetadataError,
 )
-from updater.fetcher import Fetcher, disk_error
+from updater.fetcher import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def tuf_errors() -> Iterator[None]:
         raise disk_error(e, Path(e.filename or "metadata")) from e
 
 
-def read_view(server_url: str, cache_dir: Path, trusted_root: bytes, fetcher: Fetcher) -> RepositoryView:
+def read_view(
+    server_url: str, cache_dir: Path, trusted_root: bytes, fetcher: FetcherInterface
+) -> RepositoryView:
     """Refresh and verify the metadata; describe the builds and updaters it signs.
 
     Args:
@@ -133,8 +135,13 @@ def read_view(server_url: str, cache_dir: Path, trusted_root: bytes, fetcher: Fe
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tuf_errors():
         client = Updater(
-            str(cache_dir), f"{base}/metadata/", None, f"{base}/targets/", fetcher,
-            UpdaterConfig(app_user_agent=None), bootstrap=trusted_root,
+            str(cache_dir),
+            f"{base}/metadata/",
+            None,
+            f"{base}/targets/",
+            fetcher,
+            UpdaterConfig(app_user_agent=None),
+            bootstrap=trusted_root,
         )
         client.refresh()
         # python-tuf persists each role only after verifying it; the targets list is read back
@@ -146,8 +153,11 @@ def read_view(server_url: str, cache_dir: Path, trusted_root: bytes, fetcher: Fe
 
 
 def _describe(base: str, targets: dict[str, TargetFile]) -> RepositoryView:
-    files = {name: RemoteFile(name, _target_url(base, t), t.length, t.hashes["sha256"])
-             for name, t in targets.items() if "sha256" in t.hashes}
+    files = {
+        name: RemoteFile(name, _target_url(base, t), t.length, t.hashes["sha256"])
+        for name, t in targets.items()
+        if "sha256" in t.hashes
+    }
     builds, updaters = [], []
     for name, target in targets.items():
         info = target.custom.get("opusi", {}) if isinstance(target.custom, dict) else {}
@@ -155,13 +165,19 @@ def _describe(base: str, targets: dict[str, TargetFile]) -> RepositoryView:
             if info.get("kind") == "build":
                 builds.append(_build_record(info, files[name], files[info["manifest"]]))
             elif info.get("kind") == "updater":
-                updaters.append(RemoteUpdater(str(info["platform"]), str(info.get("version", "")), files[name]))
+                updaters.append(
+                    RemoteUpdater(str(info["platform"]), str(info.get("version", "")), files[name])
+                )
         except (KeyError, TypeError, ValueError) as e:
             raise UntrustedMetadataError(f"The signed entry of {name} is incomplete ({e}).") from e
-    return RepositoryView(builds=tuple(sorted(builds, key=lambda b: b.build)), updaters=tuple(updaters))
+    return RepositoryView(
+        builds=tuple(sorted(builds, key=lambda b: b.build)), updaters=tuple(updaters)
+    )
 
 
-def _build_record(info: dict[str, object], package: RemoteFile, manifest: RemoteFile) -> RemoteBuild:
+def _build_record(
+    info: dict[str, object], package: RemoteFile, manifest: RemoteFile
+) -> RemoteBuild:
     previous = info.get("previous")
     deleted = info["deleted"]
     if not isinstance(deleted, list):
