@@ -55,6 +55,35 @@ def vendor(tmp_path_factory: pytest.TempPathFactory) -> Vendor:
     return make_vendor(tmp_path_factory.mktemp("vendor"))
 
 
+@dataclass(frozen=True)
+class Frozen:
+    """The frozen programs, built with the root of their own vendor repository, and its server."""
+
+    vendor: Vendor
+    url: str
+    updater: Path
+    bootstrap: Path
+
+
+@pytest.fixture(scope="session")
+def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
+    """A vendor with the frozen updater published for this platform, served on loopback."""
+    from tests.frozen_build import build_frozen
+    from updater import system
+
+    base = tmp_path_factory.mktemp("frozen")
+    vendor = make_vendor(base)
+    updater_exe, bootstrap_exe = build_frozen(vendor.root_file, base / "dist")
+    platform = system.platform_name()
+    repository.publish_updater(vendor.repo, vendor.keys, updater_exe, platform, "test")
+    server = Server(vendor.repo, vendor.db, threads=8)
+    server.start()
+    try:
+        yield Frozen(vendor, f"http://127.0.0.1:{server.port}", updater_exe, bootstrap_exe)
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def server_url(vendor: Vendor) -> Iterator[str]:
     server = Server(vendor.repo, vendor.db, threads=8)

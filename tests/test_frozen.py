@@ -18,33 +18,21 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
-    Vendor,
+    Frozen,
     data_snapshot,
     make_install,
-    make_vendor,
     program_files,
     vendor_files,
 )
-from updater import repository, system
-from updater.server import Server
+from updater import system
 
 pytestmark = [pytest.mark.frozen, pytest.mark.posix_only]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Frozen:
-    vendor: Vendor
-    url: str
-    updater: Path
-    bootstrap: Path
 
 
 def _python_dirs() -> list[str]:
@@ -96,39 +84,6 @@ def hidden(command: list[str | Path]) -> list[str]:
         "-c",
         f"set -e; {mounts}; {check}; exec env -i {cmd}",
     ]
-
-
-@pytest.fixture(scope="session")
-def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
-    base = tmp_path_factory.mktemp("frozen")
-    vendor = make_vendor(base)
-    dist = base / "dist"
-    subprocess.run(
-        [
-            str(ROOT / "scripts" / "build"),
-            "--trusted-root",
-            str(vendor.root_file),
-            "--out",
-            str(dist),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    updater_exe = dist / system.executable_name("opusi-INSTALLUpdate")
-    repository.publish_updater(
-        vendor.repo, vendor.keys, updater_exe, system.platform_name(), "test"
-    )
-    server = Server(vendor.repo, vendor.db, threads=8)
-    server.start()
-    try:
-        yield Frozen(
-            vendor,
-            f"http://127.0.0.1:{server.port}",
-            updater_exe,
-            dist / system.executable_name("opusi-update"),
-        )
-    finally:
-        server.stop()
 
 
 def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
