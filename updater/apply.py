@@ -48,12 +48,16 @@ def stage_build(
     Raises:
         UnsafeArchiveError, PackageVerificationError: The package is unsafe or corrupt, or a
             file does not match the build's signed manifest.
+        DiskSpaceError, FileLockedError: The staging folder could not be written.
     """
     names = package_names(pkg, build)
     if staging.exists():
         fileops.rmtree(staging)
     fileops.makedirs(staging)
-    package.extract_to(pkg, staging, build.unpacked_size)
+    try:
+        package.extract_to(pkg, staging, build.unpacked_size)
+    except OSError as e:  # disk full or not writable while unpacking: the product's error
+        raise disk_error(e, Path(e.filename or staging)) from e
     found = set(scan_tree(staging).files)
     if found != set(names):
         raise PackageVerificationError(f"Package {build.build} unpacked to other files than it lists.")
