@@ -185,6 +185,10 @@ def _restore_after_failure(install: Path, saved: backup.Backup, record: journal.
     """
     log.error("update failed (%s: %s); restoring the backup %s", type(error).__name__, error, saved.path)
     reporter.message(f"The update failed; restoring the backup {saved.path.name} ...")
+    try:  # the staged files are useless now; on a full disk, the restore needs their space
+        fileops.rmtree(work_dir(install) / "staging")
+    except (OpusiError, OSError) as e:
+        log.warning("cannot remove the staging folder before restoring: %s", e)
     try:
         journal.write_journal(install, record.restoring())
         backup.restore_paths(saved, install, record.touched)
