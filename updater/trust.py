@@ -105,6 +105,19 @@ def tuf_errors() -> Iterator[None]:
     except tuf_exceptions.SlowRetrievalError as e:
         raise ConnectionFailedError(f"The update server answered too slowly ({e}).") from e
     except tuf_exceptions.DownloadHTTPError as e:
+        if e.status_code == 403:  # no license answer: a proxy or firewall refused the way
+            raise ConnectionFailedError(
+                f"Access to the update server was refused (HTTP 403, without the server's "
+                f"license answer): {e}.",
+                hint="If a proxy is used, check that it allows this computer to reach the "
+                "update server. Nothing was changed.",
+            ) from e
+        if "timestamp.json" not in str(e):  # the signed metadata names what is missing
+            raise ServerResponseError(
+                f"The update server lacks metadata its own signed metadata names ({e}).",
+                hint="Nothing was changed. The server's repository is incomplete or being "
+                "tampered with; please tell the vendor.",
+            ) from e
         raise ServerResponseError(
             f"The update server has no update repository at this address (HTTP {e.status_code}).",
             hint="Check the server address in update.ini.",
