@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.trees import program_builds, snapshot, write_tree
-from updater import fileops, repository
+from updater import fileops, package, repository
 from updater.licenses import open_registry
 from updater.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
 from updater.server import Server
@@ -35,14 +35,22 @@ class Vendor:
         return self.repo / "metadata" / "1.root.json"
 
 
-def make_vendor(base: Path, builds: dict[int, dict[str, bytes]] | None = None) -> Vendor:
-    """Init a repository, publish ``builds`` (default: the four test builds), register licenses."""
+def make_vendor(
+    base: Path,
+    builds: dict[int, dict[str, bytes]] | None = None,
+    methods: dict[int, str] | None = None,
+) -> Vendor:
+    """Init a repository, publish ``builds`` (default: the four test builds), register licenses.
+
+    ``methods`` chooses the compression per build (default: the publisher's default).
+    """
     repo_dir, keys, db = base / "repo", base / "keys", base / "licenses.sqlite3"
     repository.init_repository(repo_dir, keys)
     trees = {}
     for build, files in (builds or program_builds()).items():
         trees[build] = write_tree(base / f"tree-{build}", files)
-        repository.publish_build(repo_dir, keys, build, trees[build])
+        method = (methods or {}).get(build, package.DEFAULT_METHOD)
+        repository.publish_build(repo_dir, keys, build, trees[build], method=method)
     with open_registry(db) as registry:
         registry.add(LICENSE, entitled_until=None, note="test customer")
         registry.add(REVOKED, entitled_until=None)
@@ -72,7 +80,8 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
     from updater import system
 
     base = tmp_path_factory.mktemp("frozen")
-    vendor = make_vendor(base)
+    # every compression method the publisher writes, read back by the frozen updater
+    vendor = make_vendor(base, methods={1148: "lzma2", 1150: "zstd", 1155: "lzma2"})
     updater_exe, bootstrap_exe = build_frozen(vendor.root_file, base / "dist")
     platform = system.platform_name()
     repository.publish_updater(vendor.repo, vendor.keys, updater_exe, platform, "test")

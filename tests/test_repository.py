@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tuf.api.metadata import Metadata
@@ -119,7 +121,7 @@ def _files(root: Path) -> dict[str, str]:
 # --- refusals: each leaves the repository exactly as it was -------------------------------
 
 
-def _refused(repo_dir: Path, keys: Path, build: int, tree: Path, match: str, **kw: bool) -> None:
+def _refused(repo_dir: Path, keys: Path, build: int, tree: Path, match: str, **kw: Any) -> None:
     before = snapshot(repo_dir)
     with pytest.raises(PublishRefusedError, match=match):
         repository.publish_build(repo_dir, keys, build, tree, **kw)
@@ -333,3 +335,23 @@ def test_refuses_the_build_file(published: tuple[Path, Path, Path], tmp_path: Pa
     repo_dir, keys, _ = published
     tree = write_tree(tmp_path / "t", {**program_builds()[1150], "build": b"1150"})
     _refused(repo_dir, keys, 1150, tree, "only the updater writes")
+
+
+@pytest.mark.parametrize("method", sorted(package.METHODS))
+def test_each_method_replays(method: str, repo: tuple[Path, Path], tmp_path: Path) -> None:
+    repo_dir, keys = repo
+    tree = write_tree(tmp_path / "tree", program_builds()[1147])
+    result = repository.publish_build(repo_dir, keys, 1147, tree, method=method)
+    out = tmp_path / "out"
+    out.mkdir()
+    package.extract_to(result.package, out, result.unpacked_size)
+    assert _files(out) == _files(tree)
+    if method == "lzma2" and shutil.which("7zz"):  # stock 7-Zip opens LZMA2 packages
+        listing = subprocess.run(["7zz", "t", str(result.package)], capture_output=True, text=True)
+        assert listing.returncode == 0, listing.stdout
+
+
+def test_unknown_method_is_refused(repo: tuple[Path, Path], tmp_path: Path) -> None:
+    repo_dir, keys = repo
+    tree = write_tree(tmp_path / "tree", program_builds()[1147])
+    _refused(repo_dir, keys, 1147, tree, "Unknown method", method="brotli")

@@ -365,3 +365,11 @@ def test_requests_carry_only_the_license_and_build_numbers(
         for secret in secrets:
             assert secret not in request, (secret, request)
         assert all(user not in h for h in headers), (user, headers)
+
+
+def test_list_package(vendor: Vendor, capsys: pytest.CaptureFixture[str]) -> None:
+    pkg = next((vendor.repo / "targets" / "builds").glob("*.1150.7z"))
+    assert main(["--list-package", str(pkg)]) == 0
+    out = capsys.readouterr().out
+    assert "Program/empty2.cfg" in out and "2 entries" in out
+    assert main(["--list-package", str(vendor.root_file)]) == 13

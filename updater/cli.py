@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from updater import __version__, config, update
+from updater import __version__, config, package, update
 from updater.errors import UsageError
 from updater.fetcher import NetworkSettings
 from updater.paths import LOG_DIR
@@ -61,6 +61,12 @@ def _parser() -> ArgumentParser:
         "--allow-remote", action="store_true", help="update an installation on a network drive"
     )
     p.add_argument("--trusted-root", type=Path, help="trusted root metadata (default: built in)")
+    p.add_argument(
+        "--list-package",
+        type=Path,
+        metavar="FILE",
+        help="list the files in a build package (.7z, also zstd ones) and exit",
+    )
     p.add_argument(
         "--restore",
         nargs="?",
@@ -164,6 +170,8 @@ def _confirm(args: argparse.Namespace, reporter: Reporter) -> update.Confirm:
 def _work(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     _setup_console(args.verbose)
+    if args.list_package is not None:
+        return _list_package(args.list_package)
     root = config.find_install(args.install_dir)
     log_file = _setup_log_file(root) if root.is_dir() else None
     log.info("opusi-INSTALLUpdate %s on %s", __version__, root)
@@ -204,6 +212,16 @@ def _check(request: update.UpdateRequest, as_json: bool) -> int:
         )
     else:
         print(f"Build {plan.installed} installed; it is up to date.")
+    return 0
+
+
+def _list_package(path: Path) -> int:
+    """Print a package's entries (size and name), as an admin's way to look into one."""
+    members = package.list_members(path)
+    for member in members:
+        kind = "" if member.is_file else " (link)" if member.is_link else " (folder)"
+        print(f"{member.size:>14,}  {member.name}{kind}")
+    print(f"{len(members)} entries, {sum(m.size for m in members):,} bytes unpacked")
     return 0
 
 

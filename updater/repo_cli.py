@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from updater import repository
+from updater import package, repository
 from updater.errors import UsageError
 from updater.report import ArgumentParser, run_command
 
@@ -45,6 +45,12 @@ def _parser() -> ArgumentParser:
         "--ignore-excluded",
         action="store_true",
         help="leave out files in customer-data folders instead of refusing",
+    )
+    pub.add_argument(
+        "--method",
+        choices=sorted(package.METHODS),
+        default=package.DEFAULT_METHOD,
+        help="compression: zstd (default, fast to apply) or lzma2 (opens in every 7-Zip)",
     )
 
     upd = sub.add_parser("publish-updater", help="publish the frozen updater for a platform")
@@ -146,7 +152,12 @@ def _init(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     result = repository.publish_build(
-        args.repo, args.keys, args.build, args.tree, ignore_excluded=args.ignore_excluded
+        args.repo,
+        args.keys,
+        args.build,
+        args.tree,
+        ignore_excluded=args.ignore_excluded,
+        method=args.method,
     )
     base = f"on top of build {result.previous}" if result.previous else "as the baseline"
     print(

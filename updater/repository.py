@@ -418,7 +418,13 @@ def _hashed_name(target: TargetFile) -> str:
 
 
 def publish_build(
-    repo: Path, keys: Path, build: int, tree: Path, *, ignore_excluded: bool = False
+    repo: Path,
+    keys: Path,
+    build: int,
+    tree: Path,
+    *,
+    ignore_excluded: bool = False,
+    method: str = package.DEFAULT_METHOD,
 ) -> PublishResult:
     """Publish the complete program tree of build ``build``.
 
@@ -429,6 +435,10 @@ def publish_build(
         PublishRefusedError: The build breaks a publishing rule; nothing was written.
         RepositoryError: The repository or keys are broken.
     """
+    if method not in package.METHODS:
+        raise PublishRefusedError(
+            f"Unknown method {method!r}; choose from {list(package.METHODS)}."
+        )
     with locked(repo):
         cleanup_staging(repo)
         state = load_state(repo)
@@ -442,9 +452,8 @@ def publish_build(
                 f"Build {build} is identical to build {previous}; nothing to publish."
             )
         with _staging(repo) as staging:
-            result = _stage_and_commit(
-                repo, state, signers, staging, build, previous, tree, diff, new_manifest
-            )
+            new = _NewBuild(build, previous, tree, diff, new_manifest, method)
+            result = _stage_and_commit(repo, state, signers, staging, new)
     return PublishResult(**{**result.__dict__, "left_out": left_out})
 
 
@@ -461,52 +470,64 @@ def _check_build_number(state: RepoState, build: int) -> int | None:
     return newest
 
 
+@dataclass(frozen=True)
+class _NewBuild:
+    """A build that passed every check, ready to be packed and signed."""
+
+    build: int
+    previous: int | None
+    tree: Path
+    diff: mf.TreeDiff
+    manifest: Mapping[str, mf.FileEntry]
+    method: str
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The build's record in the signed targets metadata."""
+        return {
+            "kind": "build",
+            "build": self.build,
+            "previous": self.previous,
+            "deleted": list(self.diff.deleted),
+            "unpacked_size": sum(self.manifest[p].size for p in self.diff.written),
+            "files": len(self.diff.written),
+            "manifest": f"manifests/{self.build}.json",
+        }
+
+
 def _stage_and_commit(
-    repo: Path,
-    state: RepoState,
-    signers: Mapping[str, Signer],
-    staging: Path,
-    build: int,
-    previous: int | None,
-    tree: Path,
-    diff: mf.TreeDiff,
-    new_manifest: Mapping[str, mf.FileEntry],
+    repo: Path, state: RepoState, signers: Mapping[str, Signer], staging: Path, new: _NewBuild
 ) -> PublishResult:
-    pkg = staging / f"{build}.7z"
-    package.write_package(pkg, tree, diff.written)
-    _test_extract(pkg, staging / "test", diff, new_manifest)
-    manifest_file = staging / f"{build}.json"
-    manifest_file.write_bytes(mf.manifest_to_json(new_manifest))
-    unpacked = sum(new_manifest[p].size for p in diff.written)
-    info = {
-        "kind": "build",
-        "build": build,
-        "previous": previous,
-        "deleted": list(diff.deleted),
-        "unpacked_size": unpacked,
-        "files": len(diff.written),
-        "manifest": f"manifests/{build}.json",
-    }
+    pkg = staging / f"{new.build}.7z"
+    package.write_package(pkg, new.tree, new.diff.written, new.method)
+    _test_extract(pkg, staging / "test", new.diff, new.manifest)
+    manifest_file = staging / f"{new.build}.json"
+    manifest_file.write_bytes(mf.manifest_to_json(new.manifest))
+    info = new.info
     with _new_targets_version(repo, state, signers) as (targets, placed):
         _add_target(
             repo,
             targets,
             manifest_file,
-            f"manifests/{build}.json",
-            {"kind": "manifest", "build": build},
+            info["manifest"],
+            {"kind": "manifest", "build": new.build},
             placed,
         )
-        pkg_target = _add_target(repo, targets, pkg, f"builds/{build}.7z", info, placed)
+        pkg_target = _add_target(repo, targets, pkg, f"builds/{new.build}.7z", info, placed)
     log.info(
-        "published build %d (%d files, %d deleted)", build, len(diff.written), len(diff.deleted)
+        "published build %d (%d files, %d deleted, %s)",
+        new.build,
+        info["files"],
+        len(new.diff.deleted),
+        new.method,
     )
     return PublishResult(
-        build=build,
-        previous=previous,
+        build=new.build,
+        previous=new.previous,
         package=repo / "targets" / _hashed_name(pkg_target),
         package_size=pkg_target.length,
-        diff=diff,
-        unpacked_size=unpacked,
+        diff=new.diff,
+        unpacked_size=info["unpacked_size"],
     )
 
 
