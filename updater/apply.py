@@ -25,15 +25,31 @@ log = logging.getLogger(__name__)
 Advance = Callable[[int], None]
 
 
-def package_names(pkg: Path, build: RemoteBuild) -> tuple[str, ...]:
+def package_names(
+    pkg: Path, build: RemoteBuild, manifest: Mapping[str, FileEntry] | None = None
+) -> tuple[str, ...]:
     """The files a package writes, after every check of its header.
+
+    With the build's signed ``manifest``, every member must also be a file of the manifest
+    with the size listed there, so a package that does not belong to its build is refused
+    from its header alone, before anything is extracted.
 
     Raises:
         UnsafeArchiveError: See :func:`updater.plan.check_package`.
-        PackageVerificationError: The package cannot be read.
+        PackageVerificationError: The package cannot be read, or its header does not match
+            the manifest.
     """
-    names = check_package(build, package.list_members(pkg))
+    members = package.list_members(pkg)
+    names = check_package(build, members)
     check_writable_paths(build.build, build.deleted)
+    if manifest is not None:
+        for member in members:
+            entry = manifest.get(member.name)
+            if entry is None or entry.size != member.size:
+                raise PackageVerificationError(
+                    f"Package {build.build} holds {member.name!r} ({member.size} bytes), which "
+                    "is not a file of that size in the build's signed manifest."
+                )
     return names
 
 
@@ -50,7 +66,7 @@ def stage_build(
             file does not match the build's signed manifest.
         DiskSpaceError, FileLockedError: The staging folder could not be written.
     """
-    names = package_names(pkg, build)
+    names = package_names(pkg, build, manifest)
     if staging.exists():
         fileops.rmtree(staging)
     fileops.makedirs(staging)
