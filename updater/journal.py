@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from updater import fileops
-from updater.errors import RestoreFailedError
+from updater.errors import FileLockedError, RestoreFailedError
+from updater.fetcher import disk_error
 from updater.paths import WORK_DIR
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,17 @@ def journal_path(install: Path) -> Path:
 
 
 def write_journal(install: Path, journal: Journal) -> None:
-    """Record ``journal`` durably (atomic replace, flushed)."""
+    """Record ``journal`` durably (atomic replace, flushed).
+
+    Raises:
+        DiskSpaceError, FileLockedError: The journal could not be written.
+    """
     path = journal_path(install)
-    fileops.makedirs(path.parent)
-    fileops.write_atomic(path, json.dumps(asdict(journal), indent=1).encode())
+    try:
+        fileops.makedirs(path.parent)
+        fileops.write_atomic(path, json.dumps(asdict(journal), indent=1).encode())
+    except OSError as e:
+        raise disk_error(e, path) from e
 
 
 def read_journal(install: Path) -> Journal | None:
@@ -91,7 +99,17 @@ def read_journal(install: Path) -> Journal | None:
 
 
 def clear_journal(install: Path) -> None:
-    """Remove the journal: the install is consistent again."""
+    """Remove the journal: the install is consistent again.
+
+    Raises:
+        FileLockedError: The journal could not be removed (or its removal made durable).
+    """
     path = journal_path(install)
-    fileops.unlink(path)
-    fileops.sync_dir(path.parent)
+    try:
+        fileops.unlink(path)
+        fileops.sync_dir(path.parent)
+    except OSError as e:
+        raise FileLockedError(
+            f"The update journal {path} could not be removed: {e.strerror or e}.",
+            hint="Check that the folder is writable and not locked.",
+        ) from e
