@@ -141,10 +141,13 @@ def _update(install: Path, plan: UpdatePlan, fetcher: Fetcher | FolderFetcher,
     journal.write_journal(install, record)
     try:
         record = _apply_all(install, downloads, names, record, reporter)
+        journal.clear_journal(install)  # until it is gone, the next run would undo the update
     except BaseException as e:
         raise _restore_after_failure(install, saved, record, e, reporter) from e
-    journal.clear_journal(install)
-    fileops.rmtree(downloads_dir)
+    try:  # the update is complete; the downloads are only in the way now
+        fileops.rmtree(downloads_dir)
+    except OSError as e:
+        log.warning("cannot remove the downloads folder %s: %s", downloads_dir, e)
     return UpdateResult(plan.installed, plan.target, record.applied, record.applied, saved.path, created)
 
 
@@ -226,9 +229,19 @@ def recover(install: Path, reporter: Reporter) -> bool:
     if not zip_path.is_file():
         raise RestoreFailedError(f"An interrupted update must be undone, but its backup {zip_path} "
                                  "is missing.", hint="Please contact the vendor's support.")
-    journal.write_journal(install, record.restoring())
-    backup.restore_paths(saved, install, record.touched)
-    journal.clear_journal(install)
+    try:
+        journal.write_journal(install, record.restoring())
+        backup.restore_paths(saved, install, record.touched)
+        journal.clear_journal(install)
+    except RestoreFailedError:
+        raise
+    except (OpusiError, OSError) as e:
+        raise RestoreFailedError(
+            f"An interrupted update must be undone, but that failed: {e}. The journal is kept; "
+            "the next run tries again.",
+            hint=f"Restore by hand: opusi-INSTALLUpdate --restore \"{zip_path}\". "
+            "Please contact the vendor's support.",
+        ) from e
     _write_history(install, UpdateResult(record.from_build, record.from_build, ()), "recovered")
     return True
 
