@@ -15,6 +15,7 @@ from typing import Protocol
 
 from updater import fileops
 from updater.errors import PackageVerificationError
+from updater.fetcher import disk_error
 from updater.fsutil import sha256_file
 from updater.manifest import FileEntry, manifest_from_json
 from updater.trust import RemoteBuild, RemoteFile
@@ -53,6 +54,7 @@ def fetch_verified(
     Raises:
         PackageVerificationError: The file failed verification twice.
         ConnectionFailedError, DiskSpaceError: From the fetcher.
+        FileLockedError, DiskSpaceError: An old copy of ``dest`` could not be removed.
     """
     if (
         dest.is_file()
@@ -62,7 +64,10 @@ def fetch_verified(
         if progress:
             progress(remote.length)
         return dest
-    fileops.unlink(dest)
+    try:
+        fileops.unlink(dest)
+    except OSError as e:
+        raise disk_error(e, dest) from e
     try:
         return fetcher.download_package(
             remote.url, dest, length=remote.length, sha256=remote.sha256, progress=progress
@@ -85,8 +90,12 @@ def download_builds(
     Raises:
         PackageVerificationError: A file failed verification twice, or a manifest is invalid.
         ConnectionFailedError, DiskSpaceError, license errors: From the fetcher.
+        FileLockedError: The downloads folder could not be made.
     """
-    fileops.makedirs(folder)
+    try:
+        fileops.makedirs(folder)
+    except OSError as e:
+        raise disk_error(e, folder) from e
     result = []
     for build in builds:
         manifest_path = fetch_verified(
