@@ -87,7 +87,7 @@ def test_check_reports_pending_builds_and_changes_nothing(
     code, report, _ = _check(capsys, install, vendor)
     assert code == 0
     assert report["status"] == "pending"
-    assert report["installed"] == 1147 and report["pending"] == [1148, 1150, 1155]
+    assert report["installed"] == 1147 and report["pending"] == [1148, 1150, 1152, 1155]
     assert report["target"] == 1155 and report["download_bytes"] > 0
     assert report["updater_available"] is False and report["interrupted"] is False
     assert snapshot(install) == before  # not even the metadata cache
@@ -102,7 +102,7 @@ def test_check_reuses_the_updaters_cache_without_writing_it(
     before = snapshot(install)
     assert any(p.endswith("metadata/timestamp.json") for p in before)
     code, report, _ = _check(capsys, install, vendor)
-    assert (code, report["pending"]) == (0, [1148, 1150, 1155])
+    assert (code, report["pending"]) == (0, [1148, 1150, 1152, 1155])
     assert snapshot(install) == before
 
 
@@ -121,7 +121,7 @@ def test_check_at_startup(install: Path, vendor: Vendor,
     assert (code, report["status"], report["code"]) == (24, "refused", 24)
     assert "needs build 1190" in report["message"] and "Error 24" in err
     code, report, _ = _check(capsys, install, vendor, "--at-startup", "--min-build-startup", "1147")
-    assert (code, report["status"], report["pending"]) == (0, "pending", [1148, 1150, 1155])
+    assert (code, report["status"], report["pending"]) == (0, "pending", [1148, 1150, 1152, 1155])
 
 
 @pytest.mark.parametrize("setup,extra,phrase", [
@@ -178,7 +178,7 @@ def test_check_bad_arguments_are_json_too(capsys: pytest.CaptureFixture[str]) ->
 
 def test_python_api(install: Path, vendor: Vendor) -> None:
     result = check_for_updates(install, trusted_root=vendor.root_file)
-    assert (result.installed, result.pending, result.target) == (1147, (1148, 1150, 1155), 1155)
+    assert (result.installed, result.pending, result.target) == (1147, (1148, 1150, 1152, 1155), 1155)
     assert result.status == "pending" and not result.updater_available
     with pytest.raises(RefusedByPolicyError, match="1190"):
         check_for_updates(install, trusted_root=vendor.root_file, at_startup=True)

@@ -73,7 +73,7 @@ def test_three_builds_replay_to_the_vendor_trees(repo: tuple[Path, Path], tmp_pa
     trees = _publish_all(repo_dir, keys, tmp_path)
     state = repository.load_state(repo_dir)
     builds = state.builds()
-    assert list(builds) == [1147, 1148, 1150, 1155]
+    assert list(builds) == [1147, 1148, 1150, 1152, 1155]
     install = tmp_path / "install"
     install.mkdir()
     previous = None

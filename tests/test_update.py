@@ -54,7 +54,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_full_update_across_three_builds(
+def test_full_update_across_four_builds(
     install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_before = data_snapshot(install)
@@ -67,7 +67,7 @@ def test_full_update_across_three_builds(
     backups = list((install / BACKUP_DIR).glob("*.zip"))
     assert len(backups) == 1 and "build1147" in backups[0].name
     history = (install / LOG_DIR / "update-history.log").read_text()
-    assert "build 1147 -> 1155  success  applied: 1148,1150,1155" in history
+    assert "build 1147 -> 1155  success  applied: 1148,1150,1152,1155" in history
     out = capsys.readouterr().out
     assert "Updated from build 1147 to 1155" in out
     # a second run finds nothing to do and changes nothing
@@ -87,7 +87,7 @@ def test_check_changes_nothing(
     }
     assert run(install, vendor, "--check", "--progress", "json") == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["pending"] == [1148, 1150, 1155] and report["installed"] == 1147
+    assert report["pending"] == [1148, 1150, 1152, 1155] and report["installed"] == 1147
     after = {
         p: h
         for p, h in snapshot(install).items()
@@ -119,7 +119,7 @@ def test_json_progress_lines(
     ]
     phases = {(line.get("phase"), line.get("build")) for line in lines if "phase" in line}
     assert ("download", None) in phases and ("backup", 1147) in phases
-    assert {("apply", b) for b in (1148, 1150, 1155)} <= phases
+    assert {("apply", b) for b in (1148, 1150, 1152, 1155)} <= phases
     finals = [
         line for line in lines if line.get("phase") == "apply" and line["done"] == line["total"]
     ]
@@ -260,7 +260,7 @@ def _ops_of_full_update(tmp_path: Path, vendor: Vendor, server_url: str) -> list
     return plan.seen
 
 
-def test_failure_in_second_of_three_builds_restores(
+def test_failure_in_second_of_four_builds_restores(
     install: Path,
     vendor: Vendor,
     server_url: str,

@@ -37,7 +37,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def program_builds() -> dict[int, dict[str, bytes]]:
-    """Four builds of a small program: adds, changes, deletes, nesting, non-ASCII, empty files."""
+    """Five builds of a small program: adds, changes, deletes, nesting, non-ASCII, empty files."""
     b1147 = {
         "opusi.exe": b"MZ" + b"\x00" * 4000 + b"1147",
         "opusi.dll": os.urandom(20000),
@@ -56,8 +56,12 @@ def program_builds() -> dict[int, dict[str, bytes]]:
     b1150["Program/empty2.cfg"] = b""
     b1150["Program/Module/deep/er/still/file.txt"] = b"deep 1150"
     del b1150["README.txt"]
-    b1155 = dict(b1150)
+    b1152 = dict(b1150)
+    b1152["Program/Module/neu ñ/日本語.txt"] = "neu 1152".encode()
+    b1152["Program/Plugins/plugin.dll"] = os.urandom(5000)
+    del b1152["Program/empty.cfg"]
+    b1155 = dict(b1152)
     b1155["opusi.dll"] = os.urandom(30000)
     b1155["Program/Module/Ä-Übersicht.xml"] = "<x>Größe 2</x>".encode()
     b1155["README.txt"] = b"readme is back"
-    return {1147: b1147, 1148: b1148, 1150: b1150, 1155: b1155}
+    return {1147: b1147, 1148: b1148, 1150: b1150, 1152: b1152, 1155: b1155}

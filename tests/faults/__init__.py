@@ -33,7 +33,7 @@ class Suite:
     """What every class gets: a published vendor, its server, the updater to run, a folder.
 
     Attributes:
-        vendor: Repository with builds 1147, 1148, 1150, 1155 and the test licenses.
+        vendor: Repository with builds 1147, 1148, 1150, 1152, 1155 and the test licenses.
         url: The vendor's server on 127.0.0.1.
         updater: Command that runs the updater (the frozen executable, normally).
         base: A scratch folder of the suite's own.
