@@ -259,8 +259,8 @@ class Fetcher(FetcherInterface):
         if not resumed:
             state = state.restart()
         state = state.with_etag(response.headers.get("ETag"))
-        self._write_body(response, url, part, state, length, progress)
-        _verify_file(part, length, sha256, url)
+        digest = self._write_body(response, url, part, state, length, progress)
+        _verify_file(part, length, sha256, url, digest)
         os.replace(part, dest)
         state.forget()
         return dest
@@ -273,11 +273,13 @@ class Fetcher(FetcherInterface):
         state: _PartState,
         length: int,
         progress: Progress | None,
-    ) -> None:
+    ) -> hashlib._Hash:
+        """Append the body to ``part``, hashing as it goes (a resumed part is hashed first)."""
         size = state.size
         if progress and size:
             progress(size)
         try:
+            digest = _hash_file(part) if size else hashlib.sha256()
             with part.open("ab" if size else "wb") as handle:
                 for chunk in self._chunks(response, url):
                     size += len(chunk)
@@ -286,10 +288,12 @@ class Fetcher(FetcherInterface):
                             f"The server sent more than the signed {length} bytes of {url}."
                         )
                     handle.write(chunk)
+                    digest.update(chunk)
                     if progress:
                         progress(len(chunk))
                 handle.flush()
                 os.fsync(handle.fileno())
+            return digest
         except PackageVerificationError:
             state.discard()
             raise
@@ -340,12 +344,21 @@ def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
         return None
 
 
-def _verify_file(path: Path, length: int, sha256: str, url: str) -> None:
-    size = path.stat().st_size
+def _hash_file(path: Path) -> hashlib._Hash:
+    """A running sha256 over the bytes already in ``path``."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
+    return digest
+
+
+def _verify_file(
+    path: Path, length: int, sha256: str, url: str, digest: hashlib._Hash | None = None
+) -> None:
+    """Check length and hash (``digest``: hashed while written); discard the file on mismatch."""
+    size = path.stat().st_size
+    digest = digest or _hash_file(path)
     if size != length or digest.hexdigest() != sha256:
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".json").unlink(missing_ok=True)
@@ -469,14 +482,16 @@ class FolderFetcher(FetcherInterface):
         if not source.is_file():
             raise PackageVerificationError(f"The offline folder lacks {source.name}.")
         part = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
         try:
             with part.open("wb") as handle:
                 for block in iter_file(source):
                     handle.write(block)
+                    digest.update(block)
                     if progress:
                         progress(len(block))
         except OSError as e:
             raise disk_error(e, part) from e
-        _verify_file(part, length, sha256, url)
+        _verify_file(part, length, sha256, url, digest)
         os.replace(part, dest)
         return dest
