@@ -294,12 +294,11 @@ def _recv(sock: socket.socket) -> bytes:
 
 
 def _target_pages(served_repo: Path) -> int:
-    """Pages the downloads of builds 1148-1155 take (packages and manifests)."""
+    """Pages the downloads of every build after 1147 take (packages and manifests)."""
     total = 0
-    for folder in ("builds", "manifests"):
-        for path in (served_repo / "targets" / folder).glob("*.115[05].*"):
-            total += -(-path.stat().st_size // _PAGE)
-        for path in (served_repo / "targets" / folder).glob("*.1148.*"):
+    for path in (served_repo / "targets").glob("*/*.*"):
+        build = path.name.split(".")[1]
+        if path.parent.name in ("builds", "manifests") and build.isdigit() and int(build) > 1147:
             total += -(-path.stat().st_size // _PAGE)
     return total
 
