@@ -132,7 +132,7 @@ def _update(install: Path, plan: UpdatePlan, fetcher: Fetcher | FolderFetcher,
                           + max(b.unpacked_size for b in plan.builds) + _SPACE_MARGIN)
     with reporter.phase("download", plan.download_bytes) as bar:
         downloads = download_builds(fetcher, plan.builds, downloads_dir, bar.advance)
-    names = {d.build.build: apply.package_names(d.package, d.build) for d in downloads}
+    names = {d.build.build: apply.package_names(d.package, d.build, d.manifest) for d in downloads}
     with reporter.phase("backup", installed_size, build=plan.installed) as bar:
         saved, created = backup.ensure_backup(install, plan.installed, request.keep_backups,
                                               _as_increments(bar.advance))
