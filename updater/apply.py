@@ -100,16 +100,14 @@ def install_build(
         for rel in build.deleted:
             if fold(rel) not in written:  # a case-only rename: the new file replaces it
                 _delete(install, rel)
-        parents: set[Path] = set()
         for rel in names:
             target = install / rel
             fileops.makedirs(target.parent)
             fileops.replace(staging / rel, target)
-            parents.add(target.parent)
             if advance:
                 advance(1)
-        for folder in sorted(parents):
-            fileops.sync_dir(folder)
+        # No fsync per file or folder here: until the journal is cleared, a crash is undone
+        # from the backup anyway; the caller makes everything durable once, before that.
         fileops.write_atomic(install / BUILD_FILE, f"{build.build}\n".encode("ascii"))
     except OpusiError:
         raise

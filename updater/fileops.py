@@ -177,6 +177,18 @@ def sync_dir(path: Path) -> None:
     fsync_dir(path)
 
 
+def sync_all(path: Path) -> None:
+    """Make every write and rename so far durable, once, instead of file by file.
+
+    POSIX: ``sync()``, which flushes the file systems (the install's among them). Windows has
+    no such call for a volume without administrator rights; NTFS journals the renames, and the
+    files' data is flushed by the system within seconds (to be confirmed on Windows).
+    """
+    _op("sync_all", path)
+    if hasattr(os, "sync"):
+        os.sync()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data``: temp file beside it, flushed, then renamed."""
     tmp = path.with_name(f".{path.name}.tmp")

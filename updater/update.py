@@ -141,6 +141,7 @@ def _update(install: Path, plan: UpdatePlan, fetcher: Fetcher | FolderFetcher,
     journal.write_journal(install, record)
     try:
         record = _apply_all(install, downloads, names, record, reporter)
+        fileops.sync_all(install)  # every file and rename on disk before the journal goes
         journal.clear_journal(install)  # until it is gone, the next run would undo the update
     except BaseException as e:
         raise _restore_after_failure(install, saved, record, e, reporter) from e
