@@ -27,6 +27,7 @@ import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -274,13 +275,18 @@ class Fetcher(FetcherInterface):
         length: int,
         progress: Progress | None,
     ) -> hashlib._Hash:
-        """Append the body to ``part``, hashing as it goes (a resumed part is hashed first)."""
+        """Append the body to ``part``, hashing as it goes (a resumed part is hashed first).
+
+        The hash runs in a second thread, overlapping the network and the disk (hashlib lets go
+        of the interpreter lock). The file is not fsynced: a download is verified again before
+        it is used, so a torn one after a power loss is only fetched anew.
+        """
         size = state.size
         if progress and size:
             progress(size)
         try:
             digest = _hash_file(part) if size else hashlib.sha256()
-            with part.open("ab" if size else "wb") as handle:
+            with part.open("ab" if size else "wb") as handle, _Hasher(digest) as hasher:
                 for chunk in self._chunks(response, url):
                     size += len(chunk)
                     if size > length:
@@ -288,11 +294,9 @@ class Fetcher(FetcherInterface):
                             f"The server sent more than the signed {length} bytes of {url}."
                         )
                     handle.write(chunk)
-                    digest.update(chunk)
+                    hasher.update(chunk)
                     if progress:
                         progress(len(chunk))
-                handle.flush()
-                os.fsync(handle.fileno())
             return digest
         except PackageVerificationError:
             state.discard()
@@ -342,6 +346,30 @@ def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
         return int(rest.split("-", 1)[0]) if unit == "bytes" else None
     except ValueError:
         return None
+
+
+class _Hasher:
+    """Feeds a digest from a background thread, one chunk ahead of the caller."""
+
+    def __init__(self, digest: hashlib._Hash) -> None:
+        self._digest = digest
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opusi-hash")
+        self._pending: Future[None] | None = None
+
+    def update(self, chunk: bytes) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._digest.update, chunk)
+
+    def __enter__(self) -> _Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _hash_file(path: Path) -> hashlib._Hash:
