@@ -1,0 +1,169 @@
+"""I/O faults: operation k of the updater's file operations fails, once or from then on.
+
+Through the seam of :mod:`updater.fileops` (``OPUSI_FAULT_PLAN=once:K`` or ``from:K``, read by
+the frozen executable too), for every k of a full update over all pending builds (1147 ->
+1148, 1150, 1152, 1155) and every k of a run that restores an interrupted update (the restore
+that also follows a failed apply). The operations are learned from a counted run
+(:func:`tests.faults.kills.learn`).
+
+What each failure must give (:func:`expected`):
+
+- before the first byte of the install changes (write probes, the downloads folder, the backup
+  zip, the first journal): error 15 (nothing changed), the install exactly at 1147;
+- from the apply of the first build up to the removal of the journal: the backup is restored,
+  error 16, exactly 1147; when every operation from k on fails, the restore fails too: error 17;
+- the removal of the downloads after the journal is gone: harmless, exit 0 at exactly 1155;
+- an operation of a recovering run (killed in the second build, server down): error 17 (once:
+  if the failed operation cannot be done without), the journal kept.
+
+After a run ended with 17, and after every ``from:K`` run, a clean run must recover and complete
+at exactly 1155. A ``from:K`` run may leave its own temp file it could not delete (a write probe)
+among the program files, or a half-restored install when it says 17: the clean run after it
+must then bring the install to exactly 1155.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+from tests.conftest import program_files, vendor_files
+from tests.crash import KILLED
+from tests.faults import Before, Outcome, Suite, outcome
+from tests.faults.kills import (
+    NEW,
+    OLD,
+    RECOVER_AFTER,
+    Reference,
+    down_server,
+    fresh,
+    learn,
+    parallel,
+    recovery_ops,
+    sample,
+    start,
+)
+
+KLASS = "I/O faults"
+#: Temp files of the updater a run that can no longer delete anything may leave behind; the
+#: next run removes them before anything else.
+OWN_TEMPS = (".opusi-write-probe-", ".BUILD.tmp", ".opusi-restore")
+
+
+def expected(ref: Reference, k: int, every_after: bool) -> tuple[tuple[int, ...], int]:
+    """The exit codes a failure of operation k of the clean update must give, and the build."""
+    first_journal = next(i for i, op in enumerate(ref.ops, 1) if op.endswith("/.journal.json.tmp"))
+    apply_from = first_journal + 5  # open, write, fsync, replace, fsync_dir of the journal
+    cleared = ref.journal_cleared + 1  # the journal's unlink and the fsync of its folder
+    if k < apply_from:
+        return (15,), OLD
+    if k <= cleared:
+        return ((17,) if every_after else (16,)), OLD
+    return (0,), NEW
+
+
+def _leftovers_only(install: Path, suite: Suite) -> bool:
+    """True when the program files are 1147's but for temp files of the updater's own."""
+    files = program_files(install)
+    own = [p for p in files if any(t in p.rsplit("/", 1)[-1] for t in OWN_TEMPS)]
+    rest = {p: h for p, h in files.items() if p not in own}
+    return bool(own) and rest == vendor_files(suite.vendor.trees[OLD], OLD)
+
+
+def judge(
+    suite: Suite,
+    case: str,
+    install: Path,
+    before: Before,
+    faulted: subprocess.CompletedProcess[str],
+    codes: Sequence[int],
+    build: int,
+    every_after: bool,
+) -> Outcome:
+    """Judge a faulted run, and the clean run after it where one is due."""
+    first = outcome(KLASS, case, install, suite.vendor, before, faulted, codes, [build])
+    rerun_due = every_after or faulted.returncode == 17 or not first.consistent
+    if not rerun_due:
+        shutil.rmtree(install, ignore_errors=True)
+        return first
+    leftovers = not first.consistent and _leftovers_only(install, suite)
+    rerun = start(suite, install)
+    after = outcome(KLASS, case, install, suite.vendor, before, rerun, [0], [NEW])
+    shutil.rmtree(install, ignore_errors=True)
+    excused = faulted.returncode == 17 or leftovers
+    consistent = (first.consistent or excused) and after.consistent
+    detail = f"{first.detail}; clean run after it: {after.detail}"
+    if leftovers:
+        detail += " (its own temp files were left, removed by the clean run)"
+    return Outcome(KLASS, case, consistent, first.code_ok and after.code_ok, detail)
+
+
+def update_case(suite: Suite, ref: Reference, k: int, every_after: bool) -> Outcome:
+    mode = "from" if every_after else "once"
+    install = fresh(suite, f"io-{mode}-{k}")
+    before = Before.of(install)
+    faulted = start(suite, install, fault=f"{mode}:{k}")
+    codes, build = expected(ref, k, every_after)
+    return judge(
+        suite,
+        f"update, {mode}:{k} ({ref.ops[k - 1]})",
+        install,
+        before,
+        faulted,
+        codes,
+        build,
+        every_after,
+    )
+
+
+def recovery_case(
+    suite: Suite, first: int, k: int, op: str, every_after: bool, down: str
+) -> Outcome:
+    """Killed at ``first``; the recovering run (server down) has operation ``k`` failing."""
+    mode = "from" if every_after else "once"
+    install = fresh(suite, f"io-recovery-{mode}-{k}")
+    before = Before.of(install)
+    killed = start(suite, install, kill_at=first)
+    faulted = start(suite, install, "--server", down, fault=f"{mode}:{k}")
+    result = judge(
+        suite,
+        f"recovery after a kill at {first}, {mode}:{k} ({op})",
+        install,
+        before,
+        faulted,
+        (17,),
+        OLD,
+        True,
+    )
+    if killed.returncode == KILLED:
+        return result
+    return Outcome(
+        KLASS,
+        result.case,
+        result.consistent,
+        False,
+        f"the run to be killed exited {killed.returncode}; {result.detail}",
+    )
+
+
+def run(suite: Suite) -> list[Outcome]:
+    """The I/O faults of ``suite``'s configuration."""
+    ref = learn(suite)
+    every_k = list(range(1, len(ref.ops) + 1))
+    ks = sample(every_k, 40) if suite.quick else every_k
+    cases: list[Callable[[], Outcome]] = [
+        partial(update_case, suite, ref, k, every) for every in (False, True) for k in ks
+    ]
+    with down_server() as down:
+        first = ref.number(RECOVER_AFTER)
+        recovering = recovery_ops(suite, first, down)
+        chosen = sample(recovering, 6) if suite.quick else recovering
+        cases += [
+            partial(recovery_case, suite, first, k, op, every, down)
+            for every in (False, True)
+            for k, op in chosen
+        ]
+        return parallel(cases)
