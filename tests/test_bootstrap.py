@@ -51,8 +51,9 @@ def _set_ini(install: Path, **values: str) -> None:
     path = install / CONFIG_FILE
     lines = path.read_text().splitlines()
     for key, value in values.items():
-        lines = [f"{key} = {value}" if line.split("=")[0].strip() == key else line
-                 for line in lines]
+        lines = [
+            f"{key} = {value}" if line.split("=")[0].strip() == key else line for line in lines
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -65,16 +66,32 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str,
     return code, json.loads(lines[0]), err
 
 
-def _check(capsys: pytest.CaptureFixture[str], install: Path, vendor: Vendor,
-           *extra: str) -> tuple[int, dict[str, Any], str]:
-    return _run(capsys, "check", "--install-dir", str(install), "--trusted-root",
-                str(vendor.root_file), *extra)
+def _check(
+    capsys: pytest.CaptureFixture[str], install: Path, vendor: Vendor, *extra: str
+) -> tuple[int, dict[str, Any], str]:
+    return _run(
+        capsys,
+        "check",
+        "--install-dir",
+        str(install),
+        "--trusted-root",
+        str(vendor.root_file),
+        *extra,
+    )
 
 
-def _start(capsys: pytest.CaptureFixture[str], install: Path, vendor: Vendor,
-           *extra: str) -> tuple[int, dict[str, Any], str]:
-    return _run(capsys, "start", "--install-dir", str(install), "--trusted-root",
-                str(vendor.root_file), *extra)
+def _start(
+    capsys: pytest.CaptureFixture[str], install: Path, vendor: Vendor, *extra: str
+) -> tuple[int, dict[str, Any], str]:
+    return _run(
+        capsys,
+        "start",
+        "--install-dir",
+        str(install),
+        "--trusted-root",
+        str(vendor.root_file),
+        *extra,
+    )
 
 
 # --- check ------------------------------------------------------------------------------------
@@ -96,8 +113,20 @@ def test_check_reports_pending_builds_and_changes_nothing(
 def test_check_reuses_the_updaters_cache_without_writing_it(
     install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert updater_main(["--install-dir", str(install), "--trusted-root", str(vendor.root_file),
-                         "--check", "--progress", "none"]) == 0
+    assert (
+        updater_main(
+            [
+                "--install-dir",
+                str(install),
+                "--trusted-root",
+                str(vendor.root_file),
+                "--check",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     before = snapshot(install)
     assert any(p.endswith("metadata/timestamp.json") for p in before)
@@ -106,17 +135,26 @@ def test_check_reuses_the_updaters_cache_without_writing_it(
     assert snapshot(install) == before
 
 
-def test_check_up_to_date(tmp_path: Path, vendor: Vendor, server_url: str,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_up_to_date(
+    tmp_path: Path, vendor: Vendor, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     install = make_install(tmp_path / "opusi", vendor.trees[1155], 1155, server_url)
     code, report, _ = _check(capsys, install, vendor)
     assert code == 0
-    assert report == {"status": "up-to-date", "installed": 1155, "pending": [], "target": 1155,
-                      "download_bytes": 0, "updater_available": False, "interrupted": False}
+    assert report == {
+        "status": "up-to-date",
+        "installed": 1155,
+        "pending": [],
+        "target": 1155,
+        "download_bytes": 0,
+        "updater_available": False,
+        "interrupted": False,
+    }
 
 
-def test_check_at_startup(install: Path, vendor: Vendor,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_at_startup(
+    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, report, err = _check(capsys, install, vendor, "--at-startup")
     assert (code, report["status"], report["code"]) == (24, "refused", 24)
     assert "needs build 1190" in report["message"] and "Error 24" in err
@@ -124,15 +162,22 @@ def test_check_at_startup(install: Path, vendor: Vendor,
     assert (code, report["status"], report["pending"]) == (0, "pending", [1148, 1150, 1152, 1155])
 
 
-@pytest.mark.parametrize("setup,extra,phrase", [
-    ({"52": "0"}, (), "set option Allgemein 52"),
-    ({"53": "0"}, ("--at-startup", "--min-build-startup", "1147"), "set option Allgemein 53"),
-    ({"BUILD": "1100"}, (), "needs build 1147 or newer"),
-    ({"BUILD": "1100"}, ("--min-build", "1000", "--at-startup"), "needs build 1190 or newer"),
-])
+@pytest.mark.parametrize(
+    "setup,extra,phrase",
+    [
+        ({"52": "0"}, (), "set option Allgemein 52"),
+        ({"53": "0"}, ("--at-startup", "--min-build-startup", "1147"), "set option Allgemein 53"),
+        ({"BUILD": "1100"}, (), "needs build 1147 or newer"),
+        ({"BUILD": "1100"}, ("--min-build", "1000", "--at-startup"), "needs build 1190 or newer"),
+    ],
+)
 def test_check_refusals_come_before_any_traffic(
-    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str],
-    setup: dict[str, str], extra: tuple[str, ...], phrase: str,
+    install: Path,
+    vendor: Vendor,
+    capsys: pytest.CaptureFixture[str],
+    setup: dict[str, str],
+    extra: tuple[str, ...],
+    phrase: str,
 ) -> None:
     if "BUILD" in setup:
         (install / BUILD_FILE).write_text(setup.pop("BUILD") + "\n")
@@ -152,10 +197,16 @@ def test_lower_min_build_lets_an_old_install_through(
     assert code == 21 and report["status"] == "error"  # past the rule: the server knows no 1100
 
 
-@pytest.mark.parametrize("license_number,code", [("", 1), ("bad number!", 1), (REVOKED, 2),
-                                                 (UNREGISTERED, 7)])
-def test_check_license_errors(install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str],
-                              license_number: str, code: int) -> None:
+@pytest.mark.parametrize(
+    "license_number,code", [("", 1), ("bad number!", 1), (REVOKED, 2), (UNREGISTERED, 7)]
+)
+def test_check_license_errors(
+    install: Path,
+    vendor: Vendor,
+    capsys: pytest.CaptureFixture[str],
+    license_number: str,
+    code: int,
+) -> None:
     _set_ini(install, license=license_number)
     before = snapshot(install)
     got, report, err = _check(capsys, install, vendor)
@@ -164,8 +215,9 @@ def test_check_license_errors(install: Path, vendor: Vendor, capsys: pytest.Capt
     assert snapshot(install) == before
 
 
-def test_check_no_connection_is_6(install: Path, vendor: Vendor,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_no_connection_is_6(
+    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
+) -> None:
     _set_ini(install, server=f"http://127.0.0.1:{_free_port()}")
     code, report, _ = _check(capsys, install, vendor)
     assert (code, report["status"], report["code"]) == (6, "error", 6)
@@ -178,7 +230,11 @@ def test_check_bad_arguments_are_json_too(capsys: pytest.CaptureFixture[str]) ->
 
 def test_python_api(install: Path, vendor: Vendor) -> None:
     result = check_for_updates(install, trusted_root=vendor.root_file)
-    assert (result.installed, result.pending, result.target) == (1147, (1148, 1150, 1152, 1155), 1155)
+    assert (result.installed, result.pending, result.target) == (
+        1147,
+        (1148, 1150, 1152, 1155),
+        1155,
+    )
     assert result.status == "pending" and not result.updater_available
     with pytest.raises(RefusedByPolicyError, match="1190"):
         check_for_updates(install, trusted_root=vendor.root_file, at_startup=True)
@@ -187,56 +243,115 @@ def test_python_api(install: Path, vendor: Vendor) -> None:
 # --- start: refusals --------------------------------------------------------------------------
 
 
-def test_start_without_admin_is_refused(install: Path, vendor: Vendor, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    code, report, _ = _start(capsys, install, vendor, "--host-pid", str(os.getpid()),
-                             "--download-dir", str(tmp_path / "dl"))
+def test_start_without_admin_is_refused(
+    install: Path, vendor: Vendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report, _ = _start(
+        capsys,
+        install,
+        vendor,
+        "--host-pid",
+        str(os.getpid()),
+        "--download-dir",
+        str(tmp_path / "dl"),
+    )
     assert (code, report["status"], report["code"]) == (24, "refused", 24)
     assert "administrator must approve the update in opus i" in report["message"]
     assert not (tmp_path / "dl").exists()
 
 
-@pytest.mark.parametrize("setup,phrase", [({"52": "0"}, "Allgemein 52"),
-                                          ({"BUILD": "1100"}, "1147")])
-def test_start_follows_the_rules(install: Path, vendor: Vendor, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str], setup: dict[str, str],
-                                 phrase: str) -> None:
+@pytest.mark.parametrize(
+    "setup,phrase", [({"52": "0"}, "Allgemein 52"), ({"BUILD": "1100"}, "1147")]
+)
+def test_start_follows_the_rules(
+    install: Path,
+    vendor: Vendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    setup: dict[str, str],
+    phrase: str,
+) -> None:
     if "BUILD" in setup:
         (install / BUILD_FILE).write_text(setup.pop("BUILD") + "\n")
     _set_ini(install, **setup)
-    code, report, _ = _start(capsys, install, vendor, "--admin", "--host-pid", str(os.getpid()),
-                             "--download-dir", str(tmp_path / "dl"))
+    code, report, _ = _start(
+        capsys,
+        install,
+        vendor,
+        "--admin",
+        "--host-pid",
+        str(os.getpid()),
+        "--download-dir",
+        str(tmp_path / "dl"),
+    )
     assert (code, report["status"]) == (24, "refused") and phrase in report["message"]
     assert not (tmp_path / "dl").exists()
 
 
-def test_start_refuses_a_download_dir_in_the_install(install: Path, vendor: Vendor,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_start_refuses_a_download_dir_in_the_install(
+    install: Path, vendor: Vendor, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = snapshot(install)
     inside = install / "Program" / "updater-here"
-    code, report, _ = _start(capsys, install, vendor, "--admin", "--host-pid", str(os.getpid()),
-                             "--download-dir", str(inside))
+    code, report, _ = _start(
+        capsys,
+        install,
+        vendor,
+        "--admin",
+        "--host-pid",
+        str(os.getpid()),
+        "--download-dir",
+        str(inside),
+    )
     assert (code, report["status"]) == (24, "refused")
     assert "outside the installation" in report["hint"]
     assert snapshot(install) == before
 
 
-def test_start_without_a_published_updater_is_23(install: Path, vendor: Vendor, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    code, report, _ = _start(capsys, install, vendor, "--admin", "--host-pid", str(os.getpid()),
-                             "--download-dir", str(tmp_path / "dl"), "--platform", "windows-arm64")
+def test_start_without_a_published_updater_is_23(
+    install: Path, vendor: Vendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report, _ = _start(
+        capsys,
+        install,
+        vendor,
+        "--admin",
+        "--host-pid",
+        str(os.getpid()),
+        "--download-dir",
+        str(tmp_path / "dl"),
+        "--platform",
+        "windows-arm64",
+    )
     assert (code, report["code"]) == (23, 23)
     assert "no updater for this platform" in report["message"]
     assert not (tmp_path / "dl").exists()
 
 
 def test_updater_command_passes_root_and_proxy(tmp_path: Path) -> None:
-    command = updater_command(tmp_path / "u", tmp_path / "i", 42, trusted_root=tmp_path / "r.json",
-                              proxy="http://proxy:3128", extra_args=("-v",))
-    assert command == (str(tmp_path / "u"), "--install-dir", str(tmp_path / "i"),
-                       "--wait-pid", "42", "--yes", "--progress", "none",
-                       "--trusted-root", str(tmp_path / "r.json"),
-                       "--proxy", "http://proxy:3128", "-v")
+    command = updater_command(
+        tmp_path / "u",
+        tmp_path / "i",
+        42,
+        trusted_root=tmp_path / "r.json",
+        proxy="http://proxy:3128",
+        extra_args=("-v",),
+    )
+    assert command == (
+        str(tmp_path / "u"),
+        "--install-dir",
+        str(tmp_path / "i"),
+        "--wait-pid",
+        "42",
+        "--yes",
+        "--progress",
+        "none",
+        "--trusted-root",
+        str(tmp_path / "r.json"),
+        "--proxy",
+        "http://proxy:3128",
+        "-v",
+    )
 
 
 # --- start: a real updater, published, verified, detached -----------------------------------
@@ -287,7 +402,9 @@ def _reap(pid: int) -> None:
 
 
 def test_start_runs_the_updater_detached_after_the_host_exits(
-    published: Published, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    published: Published,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     own = published.vendor
@@ -298,8 +415,9 @@ def test_start_runs_the_updater_detached_after_the_host_exits(
     host = subprocess.Popen(["sleep", "2"])
     try:
         started = time.monotonic()
-        code, report, _ = _start(capsys, install, own, "--admin", "--host-pid", str(host.pid),
-                                 "--platform", PLATFORM)
+        code, report, _ = _start(
+            capsys, install, own, "--admin", "--host-pid", str(host.pid), "--platform", PLATFORM
+        )
         took = time.monotonic() - started
         assert code == 0 and report["status"] == "started", report
         assert took < 5 and host.poll() is None  # returned at once, the host still runs
@@ -337,8 +455,18 @@ def test_start_refuses_a_tampered_updater_and_runs_nothing(
     stored.write_bytes(evil)
     install = make_install(tmp_path / "opusi", own.trees[1147], 1147, published.url)
     downloads = tmp_path / "dl"
-    code, report, err = _start(capsys, install, own, "--admin", "--host-pid", str(os.getpid()),
-                               "--platform", platform, "--download-dir", str(downloads))
+    code, report, err = _start(
+        capsys,
+        install,
+        own,
+        "--admin",
+        "--host-pid",
+        str(os.getpid()),
+        "--platform",
+        platform,
+        "--download-dir",
+        str(downloads),
+    )
     assert (code, report["status"], report["code"]) == (13, "error", 13) and "Error 13" in err
     assert list(downloads.iterdir()) == []
     time.sleep(0.5)
@@ -347,7 +475,9 @@ def test_start_refuses_a_tampered_updater_and_runs_nothing(
 
 
 def test_start_leaves_no_temp_folder_when_it_fails(
-    published: Published, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    published: Published,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     own = published.vendor
@@ -359,8 +489,9 @@ def test_start_leaves_no_temp_folder_when_it_fails(
     good = stored.read_bytes()
     stored.write_bytes(good.replace(b"exec", b"EXEC"))
     try:
-        code, _, _ = _start(capsys, install, own, "--admin", "--host-pid", str(os.getpid()),
-                            "--platform", PLATFORM)
+        code, _, _ = _start(
+            capsys, install, own, "--admin", "--host-pid", str(os.getpid()), "--platform", PLATFORM
+        )
     finally:
         stored.write_bytes(good)
     assert code == 13

@@ -57,7 +57,7 @@ def program_builds() -> dict[int, dict[str, bytes]]:
     b1150["Program/Module/deep/er/still/file.txt"] = b"deep 1150"
     del b1150["README.txt"]
     b1152 = dict(b1150)
-    b1152["Program/Module/neu ñ/日本語.txt"] = "neu 1152".encode()
+    b1152["Program/Module/neu ñ/日本語.txt"] = b"neu 1152"
     b1152["Program/Plugins/plugin.dll"] = os.urandom(5000)
     del b1152["Program/empty.cfg"]
     b1155 = dict(b1152)

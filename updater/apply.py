@@ -76,7 +76,9 @@ def stage_build(
         raise disk_error(e, Path(e.filename or staging)) from e
     found = set(scan_tree(staging).files)
     if found != set(names):
-        raise PackageVerificationError(f"Package {build.build} unpacked to other files than it lists.")
+        raise PackageVerificationError(
+            f"Package {build.build} unpacked to other files than it lists."
+        )
     for name in names:
         entry = manifest.get(name)
         path = staging / name
@@ -88,7 +90,11 @@ def stage_build(
 
 
 def install_build(
-    install: Path, staging: Path, build: RemoteBuild, names: Sequence[str], advance: Advance | None = None
+    install: Path,
+    staging: Path,
+    build: RemoteBuild,
+    names: Sequence[str],
+    advance: Advance | None = None,
 ) -> None:
     """Delete the build's deleted paths, move its staged files into place, then write ``BUILD``.
 
@@ -113,7 +119,12 @@ def install_build(
         raise
     except OSError as e:
         raise disk_error(e, Path(e.filename or install)) from e
-    log.info("build %d applied: %d files written, %d deleted", build.build, len(names), len(build.deleted))
+    log.info(
+        "build %d applied: %d files written, %d deleted",
+        build.build,
+        len(names),
+        len(build.deleted),
+    )
 
 
 def _delete(install: Path, rel: str) -> None:

@@ -86,8 +86,11 @@ def read_journal(install: Path) -> Journal | None:
     try:
         data = json.loads(path.read_text("utf-8"))
         return Journal(
-            phase=data["phase"], from_build=int(data["from_build"]), to_build=int(data["to_build"]),
-            backup=str(data["backup"]), touched=tuple(data["touched"]),
+            phase=data["phase"],
+            from_build=int(data["from_build"]),
+            to_build=int(data["to_build"]),
+            backup=str(data["backup"]),
+            touched=tuple(data["touched"]),
             applied=tuple(int(b) for b in data["applied"]),
         )
     except (OSError, ValueError, KeyError, TypeError) as e:

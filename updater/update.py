@@ -90,11 +90,15 @@ def check(request: UpdateRequest) -> tuple[UpdatePlan, bool]:
     """
     installed = config.read_install(request.install).build
     base, fetcher = _source(request)
-    view = trust.read_view(base, work_dir(request.install) / "metadata", request.trusted_root, fetcher)
+    view = trust.read_view(
+        base, work_dir(request.install) / "metadata", request.trusted_root, fetcher
+    )
     return make_plan(installed, view), journal.read_journal(request.install) is not None
 
 
-def run_update(request: UpdateRequest, reporter: Reporter, confirm: Confirm | None = None) -> UpdateResult:
+def run_update(
+    request: UpdateRequest, reporter: Reporter, confirm: Confirm | None = None
+) -> UpdateResult:
     """Bring the install to the newest build it may have.
 
     Raises:
@@ -119,25 +123,41 @@ def run_update(request: UpdateRequest, reporter: Reporter, confirm: Confirm | No
             return UpdateResult(installed, installed, pending, recovered=recovered)
         result = _update(install, plan, fetcher, request, reporter)
     _write_history(install, result, "success")
-    return UpdateResult(**{**result.__dict__, "recovered": recovered,
-                           "seconds": time.monotonic() - started})
+    return UpdateResult(
+        **{**result.__dict__, "recovered": recovered, "seconds": time.monotonic() - started}
+    )
 
 
-def _update(install: Path, plan: UpdatePlan, fetcher: Fetcher | FolderFetcher,
-            request: UpdateRequest, reporter: Reporter) -> UpdateResult:
+def _update(
+    install: Path,
+    plan: UpdatePlan,
+    fetcher: Fetcher | FolderFetcher,
+    request: UpdateRequest,
+    reporter: Reporter,
+) -> UpdateResult:
     downloads_dir = work_dir(install) / "downloads"
     installed_size = sum(p.stat().st_size for p in backup.install_files(install).values())
     preflight.check_writable(install, [install, work_dir(install), install / BACKUP_DIR])
-    preflight.check_space(install, missing_bytes(plan.builds, downloads_dir) + installed_size
-                          + max(b.unpacked_size for b in plan.builds) + _SPACE_MARGIN)
+    preflight.check_space(
+        install,
+        missing_bytes(plan.builds, downloads_dir)
+        + installed_size
+        + max(b.unpacked_size for b in plan.builds)
+        + _SPACE_MARGIN,
+    )
     with reporter.phase("download", plan.download_bytes) as bar:
         downloads = download_builds(fetcher, plan.builds, downloads_dir, bar.advance)
     names = {d.build.build: apply.package_names(d.package, d.build, d.manifest) for d in downloads}
     with reporter.phase("backup", installed_size, build=plan.installed) as bar:
-        saved, created = backup.ensure_backup(install, plan.installed, request.keep_backups,
-                                              _as_increments(bar.advance))
-    touched = sorted({BUILD_FILE} | {p for b in downloads for p in (*names[b.build.build], *b.build.deleted)})
-    record = journal.Journal("applying", plan.installed, plan.target, saved.path.name, tuple(touched))
+        saved, created = backup.ensure_backup(
+            install, plan.installed, request.keep_backups, _as_increments(bar.advance)
+        )
+    touched = sorted(
+        {BUILD_FILE} | {p for b in downloads for p in (*names[b.build.build], *b.build.deleted)}
+    )
+    record = journal.Journal(
+        "applying", plan.installed, plan.target, saved.path.name, tuple(touched)
+    )
     journal.write_journal(install, record)
     try:
         record = _apply_all(install, downloads, names, record, reporter)
@@ -149,7 +169,9 @@ def _update(install: Path, plan: UpdatePlan, fetcher: Fetcher | FolderFetcher,
         fileops.rmtree(downloads_dir)
     except OSError as e:
         log.warning("cannot remove the downloads folder %s: %s", downloads_dir, e)
-    return UpdateResult(plan.installed, plan.target, record.applied, record.applied, saved.path, created)
+    return UpdateResult(
+        plan.installed, plan.target, record.applied, record.applied, saved.path, created
+    )
 
 
 def _as_increments(advance: Callable[[int], None]) -> Callable[[int, int], None]:
@@ -164,8 +186,13 @@ def _as_increments(advance: Callable[[int], None]) -> Callable[[int, int], None]
     return report
 
 
-def _apply_all(install: Path, downloads: Sequence[DownloadedBuild], names: dict[int, tuple[str, ...]],
-               record: journal.Journal, reporter: Reporter) -> journal.Journal:
+def _apply_all(
+    install: Path,
+    downloads: Sequence[DownloadedBuild],
+    names: dict[int, tuple[str, ...]],
+    record: journal.Journal,
+    reporter: Reporter,
+) -> journal.Journal:
     staging = work_dir(install) / "staging"
     for item in downloads:
         build = item.build.build
@@ -180,14 +207,21 @@ def _apply_all(install: Path, downloads: Sequence[DownloadedBuild], names: dict[
     return record
 
 
-def _restore_after_failure(install: Path, saved: backup.Backup, record: journal.Journal,
-                           error: BaseException, reporter: Reporter) -> UpdateRestoredError:
+def _restore_after_failure(
+    install: Path,
+    saved: backup.Backup,
+    record: journal.Journal,
+    error: BaseException,
+    reporter: Reporter,
+) -> UpdateRestoredError:
     """Restore the backup after a failed apply; return the error to report.
 
     Raises:
         RestoreFailedError: The restore failed too; the journal stays for the next run.
     """
-    log.error("update failed (%s: %s); restoring the backup %s", type(error).__name__, error, saved.path)
+    log.error(
+        "update failed (%s: %s); restoring the backup %s", type(error).__name__, error, saved.path
+    )
     reporter.message(f"The update failed; restoring the backup {saved.path.name} ...")
     try:  # the staged files are useless now; on a full disk, the restore needs their space
         fileops.rmtree(work_dir(install) / "staging")
@@ -198,10 +232,12 @@ def _restore_after_failure(install: Path, saved: backup.Backup, record: journal.
         backup.restore_paths(saved, install, record.touched)
         journal.clear_journal(install)
     except (OpusiError, OSError) as e:
-        _write_history(install, UpdateResult(record.from_build, record.from_build, ()), "RESTORE FAILED")
+        _write_history(
+            install, UpdateResult(record.from_build, record.from_build, ()), "RESTORE FAILED"
+        )
         raise RestoreFailedError(
             f"The update failed ({error}) and restoring the backup failed too ({e}).",
-            hint=f"Restore by hand: opusi-INSTALLUpdate --restore \"{saved.path}\". "
+            hint=f'Restore by hand: opusi-INSTALLUpdate --restore "{saved.path}". '
             "Please contact the vendor's support.",
         ) from e
     _write_history(install, UpdateResult(record.from_build, record.from_build, ()), "restored")
@@ -223,13 +259,17 @@ def recover(install: Path, reporter: Reporter) -> bool:
     record = journal.read_journal(install)
     if record is None:
         return False
-    reporter.message(f"An earlier update was interrupted; restoring build {record.from_build} "
-                     f"from {record.backup} ...")
+    reporter.message(
+        f"An earlier update was interrupted; restoring build {record.from_build} "
+        f"from {record.backup} ..."
+    )
     zip_path = install / BACKUP_DIR / record.backup
     saved = backup.Backup(path=zip_path, build=record.from_build, files=0, size=0)
     if not zip_path.is_file():
-        raise RestoreFailedError(f"An interrupted update must be undone, but its backup {zip_path} "
-                                 "is missing.", hint="Please contact the vendor's support.")
+        raise RestoreFailedError(
+            f"An interrupted update must be undone, but its backup {zip_path} is missing.",
+            hint="Please contact the vendor's support.",
+        )
     try:
         journal.write_journal(install, record.restoring())
         backup.restore_paths(saved, install, record.touched)
@@ -240,7 +280,7 @@ def recover(install: Path, reporter: Reporter) -> bool:
         raise RestoreFailedError(
             f"An interrupted update must be undone, but that failed: {e}. The journal is kept; "
             "the next run tries again.",
-            hint=f"Restore by hand: opusi-INSTALLUpdate --restore \"{zip_path}\". "
+            hint=f'Restore by hand: opusi-INSTALLUpdate --restore "{zip_path}". '
             "Please contact the vendor's support.",
         ) from e
     _write_history(install, UpdateResult(record.from_build, record.from_build, ()), "recovered")
@@ -255,10 +295,15 @@ def _remove_leftovers(install: Path) -> None:
     (:func:`updater.fileops.write_atomic`); no restore touches them, so a power loss at the
     wrong moment would leave them for good. Runs before any network access.
     """
-    folders = {install} | {install / p for rel in (WORK_DIR, BACKUP_DIR)
-                           for p in (Path(rel), *Path(rel).parents)}
-    found = [p for folder in sorted(folders) if folder.is_dir()
-             for p in folder.glob(".opusi-write-probe-*")]
+    folders = {install} | {
+        install / p for rel in (WORK_DIR, BACKUP_DIR) for p in (Path(rel), *Path(rel).parents)
+    }
+    found = [
+        p
+        for folder in sorted(folders)
+        if folder.is_dir()
+        for p in folder.glob(".opusi-write-probe-*")
+    ]
     found += [p for p in (install / f".{BUILD_FILE}.tmp",) if p.exists()]
     for path in found:
         log.info("removing %s, left by an interrupted run", path)
@@ -271,15 +316,21 @@ def restore_by_hand(install: Path, zip_path: Path) -> backup.Backup:
         restored = backup.restore_full(zip_path, install)
         if journal.read_journal(install) is not None:
             journal.clear_journal(install)
-    _write_history(install, UpdateResult(restored.build, restored.build, ()), f"restored by hand from {zip_path.name}")
+    _write_history(
+        install,
+        UpdateResult(restored.build, restored.build, ()),
+        f"restored by hand from {zip_path.name}",
+    )
     return restored
 
 
 def _write_history(install: Path, result: UpdateResult, outcome: str) -> None:
     """Append one line an admin can read to ``Logs/update-history.log``."""
-    line = (f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z  build {result.from_build} -> {result.to_build}  "
-            f"{outcome}  applied: {','.join(map(str, result.applied)) or '-'}  "
-            f"backup: {result.backup.name if result.backup else '-'}\n")
+    line = (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z  build {result.from_build} -> {result.to_build}  "
+        f"{outcome}  applied: {','.join(map(str, result.applied)) or '-'}  "
+        f"backup: {result.backup.name if result.backup else '-'}\n"
+    )
     try:
         folder = install / LOG_DIR
         folder.mkdir(parents=True, exist_ok=True)
