@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import treegen  # noqa: E402
 
 from updater import repository, system  # noqa: E402
+from updater.backup import BACKUP_NAME  # noqa: E402
 from updater.licenses import open_registry  # noqa: E402
 from updater.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, LOG_DIR  # noqa: E402
 
@@ -229,7 +230,7 @@ def summary(install: Path, data_before: dict[str, str], seconds: float) -> int:
     say("Result")
     build = (install / BUILD_FILE).read_text().strip()
     history = (install / LOG_DIR / "update-history.log").read_text().strip().splitlines()
-    backups = sorted((install / BACKUP_DIR).glob("*.zip"))
+    backups = sorted(p for p in (install / BACKUP_DIR).glob("*.zip") if BACKUP_NAME.match(p.name))
     same = data_hashes(install) == data_before
     expected = {
         p.relative_to(DEMO / "vendor/trees/1155").as_posix(): hashlib.sha256(

@@ -15,13 +15,16 @@ from tests.trees import program_builds, snapshot, write_tree
 from updater import fileops
 from updater.backup import (
     BACKUP_NAME,
+    PART_NAME,
     Backup,
     create_backup,
     ensure_backup,
     find_current_backup,
     install_files,
+    part_paths,
     restore_full,
     restore_paths,
+    split_parts,
 )
 from updater.errors import DiskSpaceError, FileLockedError, RestoreFailedError
 from updater.paths import BACKUP_DIR, BUILD_FILE, EXCLUDED_DIRS, is_excluded
@@ -77,6 +80,31 @@ def _backups(install: Path) -> list[str]:
     return sorted(n for n in names if n != "sub" and not n.startswith("data-"))
 
 
+def _parts(first: Path) -> list[Path]:
+    """Every part of the backup whose first part is ``first``, as its comment counts them."""
+    with zipfile.ZipFile(first) as zf:
+        return part_paths(first, json.loads(zf.comment).get("parts", 1))
+
+
+def _names(*firsts: Path) -> list[str]:
+    return sorted(path.name for first in firsts for path in _parts(first))
+
+
+def _members(first: Path) -> dict[str, tuple[zipfile.ZipInfo, bytes]]:
+    """Member name -> (info, content) over all parts of a backup."""
+    result = {}
+    for path in _parts(first):
+        with zipfile.ZipFile(path) as zf:
+            result.update({i.filename: (i, zf.read(i)) for i in zf.infolist()})
+    return result
+
+
+def _corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def _simulate_update(install: Path) -> list[str]:
     """Change, delete and add files (new nested folders too), as a build would; return paths."""
     (install / "opusi.exe").write_bytes(b"MZ new build" * 1000)
@@ -100,16 +128,19 @@ def test_backup_holds_program_files_and_build_but_no_customer_data(tmp_path: Pat
 
     assert BACKUP_NAME.match(backup.path.name) and "build1147" in backup.path.name
     assert backup.path.parent == install / BACKUP_DIR
-    assert _backups(install) == [backup.path.name]  # no temp file left behind
+    assert _backups(install) == _names(backup.path)  # no temp file left behind
+    assert len(_parts(backup.path)) == min(2, os.cpu_count() or 1)
     program = _program()
+    members = _members(backup.path)
+    assert sorted(members) == sorted(program)
+    assert all(members[name][1] == data for name, data in program.items())
+    assert not any(is_excluded(name) for name in members)
+    assert members["Program/packed.cab"][0].compress_type == zipfile.ZIP_STORED
+    assert members["Program/big.log"][0].compress_type == zipfile.ZIP_DEFLATED
     with zipfile.ZipFile(backup.path) as zf:
-        assert sorted(zf.namelist()) == sorted(program)
-        assert all(zf.read(name) == data for name, data in program.items())
-        assert not any(is_excluded(name) for name in zf.namelist())
-        assert zf.getinfo("Program/packed.cab").compress_type == zipfile.ZIP_STORED
-        assert zf.getinfo("Program/big.log").compress_type == zipfile.ZIP_DEFLATED
         meta = json.loads(zf.comment)
     assert meta["build"] == 1147 and meta["files"] == len(program) and meta["created"]
+    assert meta["parts"] == len(_parts(backup.path))
     total = sum(len(d) for d in program.values())
     assert backup == Backup(backup.path, 1147, len(program), total)
     assert calls[0] == (0, total) and calls[-1] == (total, total)
@@ -200,9 +231,7 @@ def test_backup_is_stale_when_a_file_was_added(tmp_path: Path) -> None:
 def test_corrupt_backup_is_not_reused(tmp_path: Path) -> None:
     install = _install(tmp_path / "opusi")
     backup = create_backup(install, 1147)
-    data = bytearray(backup.path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    backup.path.write_bytes(bytes(data))
+    _corrupt(backup.path)
     assert find_current_backup(install, 1147) is None
     new, created = ensure_backup(install, 1147)
     assert created and new.path != backup.path
@@ -217,16 +246,18 @@ def test_customer_data_changes_do_not_make_a_backup_stale(tmp_path: Path) -> Non
 
 def test_pruning_keeps_the_newest(tmp_path: Path) -> None:
     install = _install(tmp_path / "opusi")
-    old = [create_backup(install, build).path.name for build in (1140, 1141, 1142, 1143)]
+    old = [create_backup(install, build).path for build in (1140, 1141, 1142, 1143)]
     folder = install / BACKUP_DIR
     (folder / "notes.txt").write_bytes(b"an admin's file")
     (folder / ".opusi-backup-dead.zip.part").write_bytes(b"left by a killed run")
+    (folder / ".opusi-backup-dead.part2.zip.part").write_bytes(b"left by a killed run")
+    (folder / "opusi-backup-build1139-20200101-000000.part2.zip").write_bytes(b"orphaned part")
     backup, created = ensure_backup(install, 1147, keep=2)
     assert created
-    assert _backups(install) == sorted([backup.path.name, old[-1], "notes.txt"])
+    assert _backups(install) == sorted([*_names(backup.path, old[-1]), "notes.txt"])
     again, created = ensure_backup(install, 1147, keep=1)
     assert not created and again == backup
-    assert _backups(install) == sorted([backup.path.name, "notes.txt"])
+    assert _backups(install) == sorted([*_names(backup.path), "notes.txt"])
 
 
 # --- restoring the paths an update touched ------------------------------------------------
@@ -302,10 +333,7 @@ def test_restore_paths_refuses_a_damaged_backup_before_writing(tmp_path: Path) -
     install = _install(tmp_path / "opusi")
     backup = create_backup(install, 1147)
     touched = _simulate_update(install)
-    changed = snapshot(install)
-    data = bytearray(backup.path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    backup.path.write_bytes(bytes(data))
+    _corrupt(backup.path)
     changed = snapshot(install)
     with pytest.raises(RestoreFailedError, match="partly restored"):
         restore_paths(backup, install, touched)
@@ -365,4 +393,110 @@ def test_restore_full_refuses_a_zip_not_made_by_the_updater(tmp_path: Path) -> N
     (tmp_path / "garbage.zip").write_bytes(b"PK not really")
     with pytest.raises(RestoreFailedError):
         restore_full(tmp_path / "garbage.zip", install)
+    assert snapshot(install) == before
+
+
+# --- a backup in parallel parts -----------------------------------------------------------
+
+
+def _mixed_install(root: Path) -> Path:
+    """A few big files and many small ones, as a real program folder has."""
+    files = {f"bin/big{i}.dll": bytes([i]) * (400_000 * (i + 1)) for i in range(3)}
+    files.update({f"help/{i // 20}/p{i}.htm": b"<p>page</p>" * (i % 37 + 1) for i in range(120)})
+    files[BUILD_FILE] = b"1147\n"
+    return write_tree(root, files)
+
+
+def _part_holding(backup: Backup, name: str) -> int:
+    """The 1-based number of the part that holds member ``name``."""
+    for number, path in enumerate(_parts(backup.path), 1):
+        with zipfile.ZipFile(path) as zf:
+            if name in zf.namelist():
+                return number
+    raise AssertionError(f"{name} is in no part")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one part on one core")
+def test_backup_is_written_in_two_balanced_parts(tmp_path: Path) -> None:
+    install = _mixed_install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    parts = _parts(backup.path)
+    assert [p.name for p in parts] == [backup.path.name, backup.path.stem + ".part2.zip"]
+    assert PART_NAME.match(parts[1].name) and not BACKUP_NAME.match(parts[1].name)
+    sizes = []
+    for path in parts:
+        with zipfile.ZipFile(path) as zf:
+            sizes.append(sum(i.file_size for i in zf.infolist()))
+            assert zf.namelist() == sorted(zf.namelist()) and zf.namelist()
+    assert sum(sizes) == backup.size and abs(sizes[0] - sizes[1]) <= 0.1 * backup.size
+    assert backup.files == len(install_files(install))
+    assert find_current_backup(install, 1147) == backup
+
+
+def test_split_parts_balances_by_size() -> None:
+    sizes = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 10, "f": 10}
+    groups = split_parts(sizes, 2)
+    assert sorted(n for g in groups for n in g) == sorted(sizes)
+    assert [sum(sizes[n] for n in g) for g in groups] == [80, 80]
+    assert split_parts(sizes, 1) == [sorted(sizes)]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one part on one core")
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_backup_with_a_bad_second_part_is_not_current(tmp_path: Path, damage: str) -> None:
+    install = _mixed_install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    second = _parts(backup.path)[1]
+    if damage == "missing":
+        second.unlink()
+    else:
+        _corrupt(second)
+    assert find_current_backup(install, 1147) is None
+    new, created = ensure_backup(install, 1147)
+    assert created and new.path != backup.path
+    with pytest.raises(RestoreFailedError, match="partly restored"):
+        restore_paths(backup, install, ["bin/big0.dll"])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one part on one core")
+def test_restore_reads_members_from_every_part(tmp_path: Path) -> None:
+    install = _mixed_install(tmp_path / "opusi")
+    backup = create_backup(install, 1147)
+    before = snapshot(install)
+    in_second = [n for n in install_files(install) if _part_holding(backup, n) == 2]
+    in_first = [n for n in install_files(install) if _part_holding(backup, n) == 1]
+    assert in_second and in_first
+    for rel in (in_first[0], *in_second[:3]):
+        (install / rel).write_bytes(b"damaged")
+    restore_paths(backup, install, [in_first[0], *in_second[:3]])
+    assert snapshot(install) == before
+    for rel in in_second:
+        (install / rel).unlink()
+    write_tree(install, {"bin/extra.dll": b"not in the backup"})
+    assert restore_full(backup.path, install) == backup
+    assert snapshot(install) == before
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one part on one core")
+def test_pruning_deletes_every_part_of_a_backup(tmp_path: Path) -> None:
+    install = _mixed_install(tmp_path / "opusi")
+    old = create_backup(install, 1146)
+    assert len(_parts(old.path)) == 2
+    backup, _ = ensure_backup(install, 1147, keep=1)
+    assert _backups(install) == _names(backup.path)
+
+
+def test_a_single_zip_backup_of_an_earlier_version_is_still_used(tmp_path: Path) -> None:
+    install = _install(tmp_path / "opusi")
+    folder = install / BACKUP_DIR
+    old = folder / "opusi-backup-build1147-20250101-120000.zip"
+    with zipfile.ZipFile(old, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel, path in install_files(install).items():
+            zf.write(path, rel)
+        zf.comment = json.dumps({"build": 1147, "created": "x", "files": len(_program())}).encode()
+    found = find_current_backup(install, 1147)
+    assert found is not None and found.path == old and found.files == len(_program())
+    before = snapshot(install)
+    _simulate_update(install)
+    assert restore_full(old, install) == found
     assert snapshot(install) == before

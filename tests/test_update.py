@@ -26,6 +26,7 @@ from tests.conftest import (
 from tests.relay import Relay
 from tests.trees import snapshot
 from updater import fileops
+from updater.backup import BACKUP_NAME
 from updater.cli import main
 from updater.journal import journal_path
 from updater.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, LOG_DIR, WORK_DIR
@@ -64,7 +65,7 @@ def test_full_update_across_four_builds(
     assert not journal_path(install).exists()
     assert not (install / WORK_DIR / "downloads").exists()
     assert not (install / WORK_DIR / "staging").exists()
-    backups = list((install / BACKUP_DIR).glob("*.zip"))
+    backups = [p for p in (install / BACKUP_DIR).glob("*.zip") if BACKUP_NAME.match(p.name)]
     assert len(backups) == 1 and "build1147" in backups[0].name
     history = (install / LOG_DIR / "update-history.log").read_text()
     assert "build 1147 -> 1155  success  applied: 1148,1150,1152,1155" in history

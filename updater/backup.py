@@ -1,34 +1,46 @@
 """Backup and restore: the step before a build is applied, and the one after a failure.
 
 Backup reads every program file of the install (all files outside the customer-data folders,
-``BUILD`` included) and writes one zip (stdlib :mod:`zipfile`, Deflate level 1, Zip64) into
-``Database/SystemFiles/Backups/``: first under a temporary ``.opusi-backup-*.zip.part`` name,
-then, flushed and CRC-checked, renamed to ``opusi-backup-build{N}-{YYYYmmdd-HHMMSS}.zip``. The
-zip comment holds ``{"build": N, "created": iso, "files": n}``. Members that do not compress
-(already packed data) are stored, which keeps the backup fast on real program folders.
+``BUILD`` included) and writes them as a set of zips (stdlib :mod:`zipfile`, Deflate level 1,
+Zip64) into ``Database/SystemFiles/Backups/``, one part per processor core (at most two), written
+in parallel threads (zlib compresses and checksums without holding the GIL), the files spread
+over the parts by size so that the parts take about as long. Each part is written under a
+temporary ``.opusi-backup-*.zip.part`` name, then, flushed and CRC-checked (each part in its own
+thread too), renamed: part 1 to ``opusi-backup-build{N}-{YYYYmmdd-HHMMSS}.zip``, which names the
+backup, part *i* >= 2 to ``opusi-backup-build{N}-{YYYYmmdd-HHMMSS}.part{i}.zip`` beside it (the
+later parts first, so a backup's name appears only once all its parts are in place). Part 1's
+zip comment holds ``{"build": N, "created": iso, "files": n, "parts": k}`` (``files`` counts all
+parts; a backup without ``parts`` is a single zip). Members that do not compress (already packed
+data) are stored, which keeps the backup fast on real program folders. A backup with a part
+missing or damaged is not used; deleting a backup deletes all its parts.
 
-Restore reads such a zip and writes program files of the install back: only the paths an update
-touched (:func:`restore_paths`, after a failed update), or the whole program part
-(:func:`restore_full`, an administrator's ``--restore ZIP``). Every write goes through
-:mod:`updater.fileops`; nothing in the customer-data folders is ever written or removed.
+Restore reads such a backup (the members of all its parts) and writes program files of the
+install back: only the paths an update touched (:func:`restore_paths`, after a failed update),
+or the whole program part (:func:`restore_full`, an administrator's ``--restore ZIP``). Every
+write goes through :mod:`updater.fileops`; nothing in the customer-data folders is ever written
+or removed.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 import json
 import logging
 import os
 import re
 import secrets
 import stat
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from updater import fileops
 from updater.errors import DiskSpaceError, FileLockedError, OpusiError, RestoreFailedError
@@ -38,6 +50,11 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 BACKUP_NAME = re.compile(r"^opusi-backup-build(\d+)-(\d{8}-\d{6})(?:-(\d+))?\.zip$")
+#: Part i >= 2 of a backup: its first part's name with ``.part{i}`` before ``.zip``.
+PART_NAME = re.compile(r"^(opusi-backup-build\d+-\d{8}-\d{6}(?:-\d+)?)\.part(\d+)\.zip$")
+#: Parts a backup is written in: one thread each (more than two did not pay on two cores).
+MAX_PARTS = 2
+_PARTS_LIMIT = 64  # a comment claiming more parts is not one of ours
 _TEMP_PREFIX, _TEMP_SUFFIX = ".opusi-backup-", ".zip.part"
 _RESTORE_SUFFIX = ".opusi-restore"
 #: Files from this size on are test-compressed (first 128 KiB) and stored if that saves < 3 %.
@@ -45,6 +62,9 @@ _SAMPLE_FROM, _SAMPLE, _STORE_RATIO = 256 << 10, 128 << 10, 0.97
 _ZIP_ERRORS = (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
 
 Progress = Callable[[int, int], None]
+_T = TypeVar("_T")
+#: A part as :func:`_check_part` read it: its comment and its members.
+_Checked = tuple[bytes, list[zipfile.ZipInfo]]
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,28 @@ class Backup:
 
 class _BadBackup(Exception):
     """A zip that is not a usable backup (internal: callers ignore it or re-raise their own)."""
+
+
+class _Stopped(Exception):
+    """A part's thread stopped because another part failed (internal)."""
+
+
+@dataclass(frozen=True)
+class _Contents:
+    """A checked backup and the members of each of its parts, in part order."""
+
+    backup: Backup
+    parts: list[tuple[Path, list[zipfile.ZipInfo]]]
+
+    @property
+    def infos(self) -> list[zipfile.ZipInfo]:
+        """Every member of every part, sorted by name."""
+        return sorted((i for _, infos in self.parts for i in infos), key=lambda i: i.filename)
+
+
+def part_paths(first: Path, count: int) -> list[Path]:
+    """The files of a backup of ``count`` parts whose first part is ``first``."""
+    return [first, *(first.with_name(f"{first.stem}.part{i}.zip") for i in range(2, count + 1))]
 
 
 # --- what is backed up --------------------------------------------------------------------
@@ -122,37 +164,69 @@ def _dos_time(date_time: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def create_backup(install: Path, build: int, progress: Progress | None = None) -> Backup:
-    """Zip the install's program files into a new, verified backup.
+    """Zip the install's program files into a new, verified backup of one or more parts.
 
     Args:
         install: The install root.
         build: The installed build (goes into the name and the comment).
-        progress: Called as ``progress(done_bytes, total_bytes)`` while writing.
+        progress: Called as ``progress(done_bytes, total_bytes)`` while writing (from the
+            parts' threads, one call at a time).
 
     Returns:
-        The new backup.
+        The new backup (its path is part 1).
 
     Raises:
         DiskSpaceError: The disk became full; nothing was changed.
         FileLockedError: A file could not be read or the backup not written or verified.
     """
     folder = install / BACKUP_DIR
-    tmp = folder / f"{_TEMP_PREFIX}{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+    token = secrets.token_hex(6)
+    tmps: list[Path] = []
+    placed: list[Path] = []
     try:
         files = install_files(install)
+        groups = split_parts({rel: p.lstat().st_size for rel, p in files.items()},
+                             min(MAX_PARTS, os.cpu_count() or 1, max(len(files), 1)))
+        tmps = [folder / f"{_TEMP_PREFIX}{token}{'' if i == 1 else f'.part{i}'}{_TEMP_SUFFIX}"
+                for i in range(1, len(groups) + 1)]
         fileops.makedirs(folder)
-        _write_zip(tmp, files, build, progress)
-        backup = _verified(tmp, list(files))
-        target = _free_name(folder, build)
-        fileops.replace(tmp, target)
+        checked = _write_parts(tmps, [[(rel, files[rel]) for rel in g] for g in groups], build,
+                               progress)
+        backup = _verified(tmps, groups, checked)
+        targets = part_paths(_free_name(folder, build, len(tmps)), len(tmps))
+        for tmp, target in reversed(list(zip(tmps, targets, strict=True))):
+            fileops.replace(tmp, target)
+            placed.append(target)
         fileops.sync_dir(folder)
     except BaseException as e:
-        _discard(tmp)
+        complete = len(placed) == len(tmps) > 0  # part 1 is in place: a whole backup, kept
+        for path in tmps + ([] if complete else placed):
+            _discard(path)
         if isinstance(e, OSError):
             raise _backup_error(e, folder) from e
         raise
-    log.info("Backup %s: %d files, %d bytes", target, backup.files, backup.size)
-    return Backup(target, build, backup.files, backup.size)
+    log.info("Backup %s (%d parts): %d files, %d bytes", targets[0], len(targets), backup.files,
+             backup.size)
+    return Backup(targets[0], build, backup.files, backup.size)
+
+
+def split_parts(sizes: dict[str, int], count: int) -> list[list[str]]:
+    """Spread files over ``count`` parts, biggest first onto the emptiest part (pure).
+
+    Args:
+        sizes: Relative path -> size in bytes.
+        count: Number of parts (at least 1).
+
+    Returns:
+        ``count`` lists of relative paths, each sorted; together they hold every path once.
+    """
+    loads = [(0, i) for i in range(count)]
+    groups: list[list[str]] = [[] for _ in range(count)]
+    for rel in sorted(sizes, key=lambda r: (-sizes[r], r)):
+        load, i = heapq.heappop(loads)
+        groups[i].append(rel)
+        heapq.heappush(loads, (load + sizes[rel], i))
+    return [sorted(group) for group in groups]
 
 
 @dataclass
@@ -160,11 +234,13 @@ class _Meter:
     total: int
     callback: Progress | None
     done: int = field(default=0)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, count: int) -> None:
-        self.done += count
-        if self.callback is not None:
-            self.callback(self.done, self.total)
+        with self.lock:
+            self.done += count
+            if self.callback is not None:
+                self.callback(self.done, self.total)
 
 
 class _SeamWriter:
@@ -193,20 +269,77 @@ class _SeamWriter:
         """The real file is closed by whoever opened it."""
 
 
-def _write_zip(tmp: Path, files: dict[str, Path], build: int, progress: Progress | None) -> None:
-    meter = _Meter(sum(p.lstat().st_size for p in files.values()), progress)
+def _run_parts(jobs: list[Callable[[threading.Event], _T]], sequential: bool) -> list[_T]:
+    """Run one job per part, each in its own thread, and return their results in order.
+
+    When one job fails, the others are told to stop (the event is set) and all are waited
+    for; then the first part's own error (not a :class:`_Stopped`) is raised. ``sequential``
+    runs them one after another in this thread instead.
+    """
+    stop = threading.Event()
+    if sequential or len(jobs) < 2:
+        return [job(stop) for job in jobs]
+    with ThreadPoolExecutor(len(jobs), thread_name_prefix="opusi-backup") as pool:
+        futures = [pool.submit(job, stop) for job in jobs]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            if not all(f.done() and f.exception() is None for f in futures):
+                stop.set()
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+    return [f.result() for f in futures]
+
+
+def _write_parts(tmps: list[Path], parts: list[list[tuple[str, Path]]], build: int,
+                 progress: Progress | None) -> list[_Checked]:
+    """Write each part's zip and read it back (CRCs, comment, members), one thread per part.
+
+    Returns:
+        What :func:`_check_part` found in each part, in part order.
+
+    Raises:
+        FileLockedError: A part was written but failed its check.
+        OSError: A file could not be read or a part not written.
+
+    Test-only concession: with ``OPUSI_KILL_AT`` or ``OPUSI_FAULT_PLAN`` set
+    (:func:`updater.fileops.order_matters`), the parts are written one after another, so that
+    operation K of a counted run is operation K of the next run, which the crash and fault
+    suites rely on. Unset (always, in real use), they are written in parallel.
+    """
+    members = [m for part in parts for m in part]
+    meter = _Meter(sum(path.lstat().st_size for _, path in members), progress)
     meter.add(0)
+    created = datetime.now().astimezone().isoformat(timespec="seconds")
+    comment = json.dumps({"build": build, "created": created, "files": len(members),
+                          "parts": len(parts)}, sort_keys=True).encode()
+
+    def job(index: int) -> Callable[[threading.Event], _Checked]:
+        def write_and_check(stop: threading.Event) -> _Checked:
+            _write_zip(tmps[index], parts[index], comment if index == 0 else b"", meter, stop)
+            try:
+                return _check_part(tmps[index])
+            except _BadBackup as e:
+                raise _check_failed(e) from e
+
+        return write_and_check
+
+    return _run_parts([job(i) for i in range(len(parts))], fileops.order_matters())
+
+
+def _write_zip(tmp: Path, members: list[tuple[str, Path]], comment: bytes, meter: _Meter,
+               stop: threading.Event) -> None:
     with fileops.open_write(tmp) as handle:
         with zipfile.ZipFile(_SeamWriter(handle), "w", zipfile.ZIP_DEFLATED, True, 1) as zf:
-            for rel, path in files.items():
-                _add_file(zf, rel, path, meter)
-            created = datetime.now().astimezone().isoformat(timespec="seconds")
-            zf.comment = json.dumps({"build": build, "created": created, "files": len(files)},
-                                    sort_keys=True).encode()
+            for rel, path in members:
+                _add_file(zf, rel, path, meter, stop)
+            zf.comment = comment
         fileops.sync(handle)
 
 
-def _add_file(zf: zipfile.ZipFile, rel: str, path: Path, meter: _Meter) -> None:
+def _add_file(zf: zipfile.ZipFile, rel: str, path: Path, meter: _Meter,
+              stop: threading.Event) -> None:
     info = zipfile.ZipInfo.from_file(path, rel, strict_timestamps=False)
     with path.open("rb") as source:
         block = source.read(CHUNK)
@@ -215,6 +348,8 @@ def _add_file(zf: zipfile.ZipFile, rel: str, path: Path, meter: _Meter) -> None:
         setattr(info, "_compresslevel", 1)  # noqa: B010
         with zf.open(info, "w") as member:
             while block:
+                if stop.is_set():
+                    raise _Stopped
                 member.write(block)
                 meter.add(len(block))
                 block = source.read(CHUNK)
@@ -230,24 +365,29 @@ def _method_for(first_block: bytes, size: int) -> int:
     return zipfile.ZIP_STORED if packed > len(sample) * _STORE_RATIO else zipfile.ZIP_DEFLATED
 
 
-def _verified(tmp: Path, names: list[str]) -> Backup:
+def _verified(tmps: list[Path], names: list[list[str]], checked: list[_Checked]) -> Backup:
+    """The new backup, if its checked parts hold exactly the files they should."""
     try:
-        backup, infos = _read_backup(tmp)
+        contents = _contents(tmps, checked)
     except _BadBackup as e:
-        raise FileLockedError(
-            f"The new backup failed its check: {e}.",
-            hint="Nothing was changed. Check the disk for errors and start the update again.",
-        ) from e
-    if [i.filename for i in infos] != names:
+        raise _check_failed(e) from e
+    if [[i.filename for i in infos] for _, infos in contents.parts] != names:
         raise FileLockedError("The new backup does not hold the files it should.",
                               hint="Nothing was changed. Start the update again.")
-    return backup
+    return contents.backup
 
 
-def _free_name(folder: Path, build: int) -> Path:
+def _check_failed(error: _BadBackup) -> FileLockedError:
+    return FileLockedError(
+        f"The new backup failed its check: {error}.",
+        hint="Nothing was changed. Check the disk for errors and start the update again.",
+    )
+
+
+def _free_name(folder: Path, build: int, parts: int) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target, n = folder / f"opusi-backup-build{build}-{stamp}.zip", 1
-    while target.exists():
+    while any(os.path.lexists(p) for p in part_paths(target, max(parts, MAX_PARTS))):
         n += 1
         target = folder / f"opusi-backup-build{build}-{stamp}-{n}.zip"
     return target
@@ -279,11 +419,67 @@ def _backup_error(error: OSError, folder: Path) -> OpusiError:
 # --- finding, reusing and pruning backups -------------------------------------------------
 
 
-def _read_backup(path: Path) -> tuple[Backup, list[zipfile.ZipInfo]]:
-    """Open a backup, check every member's CRC and read its comment.
+def _read_backup(path: Path) -> _Contents:
+    """Open a backup (all its parts), check every member's CRC and read its comment.
 
     Raises:
-        _BadBackup: It is unreadable, damaged, or not a backup made by the updater.
+        _BadBackup: A part is missing, unreadable or damaged, or it is not made by the updater.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            comment = zf.comment
+    except _ZIP_ERRORS as e:
+        raise _BadBackup(f"unreadable or damaged ({e})") from e
+    return _check_parts(part_paths(path, _meta(comment)[1]))
+
+
+def _meta(comment: bytes) -> tuple[int, int, int | None]:
+    """(build, parts, files) from a first part's comment; ``files`` None if not given."""
+    try:
+        meta = json.loads(comment)
+        build, parts, files = meta["build"], meta.get("parts", 1), meta.get("files")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _BadBackup("no build number in its comment: not made by the updater") from e
+    if not isinstance(build, int):
+        raise _BadBackup("no build number in its comment: not made by the updater")
+    if not isinstance(parts, int) or not 1 <= parts <= _PARTS_LIMIT:
+        raise _BadBackup(f"a comment that claims {parts!r} parts: not made by the updater")
+    return build, parts, files if isinstance(files, int) else None
+
+
+def _check_parts(paths: list[Path]) -> _Contents:
+    """Test every part's CRCs (each in its own thread) and read part 1's comment.
+
+    Raises:
+        _BadBackup: A part is missing, damaged, or the parts do not add up to the backup.
+    """
+    return _contents(paths, _run_parts([_checker(p) for p in paths], sequential=False))
+
+
+def _contents(paths: list[Path], checked: list[_Checked]) -> _Contents:
+    """The backup that checked parts (part 1's comment and every member) make up.
+
+    Raises:
+        _BadBackup: Not made by the updater, or the parts do not add up to the backup.
+    """
+    build, parts, files = _meta(checked[0][0])
+    infos = [i for _, part_infos in checked for i in part_infos]
+    if parts != len(paths) or files not in (None, len(infos)):
+        raise _BadBackup(f"its {len(paths)} part(s) do not hold the {files} files it names")
+    backup = Backup(paths[0], build, len(infos), sum(i.file_size for i in infos))
+    return _Contents(backup, [(p, part_infos) for p, (_, part_infos) in zip(paths, checked,
+                                                                            strict=True)])
+
+
+def _checker(path: Path) -> Callable[[threading.Event], _Checked]:
+    return lambda _stop: _check_part(path)
+
+
+def _check_part(path: Path) -> _Checked:
+    """Test one part's CRCs; return its comment and members.
+
+    Raises:
+        _BadBackup: It is missing, unreadable or damaged.
     """
     try:
         with zipfile.ZipFile(path) as zf:
@@ -291,14 +487,8 @@ def _read_backup(path: Path) -> tuple[Backup, list[zipfile.ZipInfo]]:
     except _ZIP_ERRORS as e:
         raise _BadBackup(f"unreadable or damaged ({e})") from e
     if bad is not None:
-        raise _BadBackup(f"member {bad!r} fails its CRC check")
-    try:
-        build = json.loads(comment)["build"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise _BadBackup("no build number in its comment: not made by the updater") from e
-    if not isinstance(build, int):
-        raise _BadBackup("no build number in its comment: not made by the updater")
-    return Backup(path, build, len(infos), sum(i.file_size for i in infos)), infos
+        raise _BadBackup(f"member {bad!r} of {path.name} fails its CRC check")
+    return comment, infos
 
 
 def _backups_in(install: Path) -> list[tuple[Path, int]]:
@@ -333,13 +523,13 @@ def find_current_backup(install: Path, build: int) -> Backup | None:
         if named_build != build:
             continue
         try:
-            backup, infos = _read_backup(path)
+            contents = _read_backup(path)
         except _BadBackup as e:
             log.warning("Not using backup %s: %s", path, e)
             continue
-        held = {i.filename: (i.file_size, _dos_time(i.date_time)) for i in infos}
-        if backup.build == build and held == current:
-            return backup
+        held = {i.filename: (i.file_size, _dos_time(i.date_time)) for i in contents.infos}
+        if contents.backup.build == build and held == current:
+            return contents.backup
         log.info("Not using backup %s: the program files changed since it was made", path)
     return None
 
@@ -364,12 +554,28 @@ def ensure_backup(install: Path, build: int, keep: int = 3,
 
 
 def _prune(install: Path, kept: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest backups (never ``kept``) and abandoned temp files."""
+    """Delete all but the ``keep`` newest backups (never ``kept``), with all their parts, and
+    abandoned temp files and parts whose backup is gone."""
+    folder = install / BACKUP_DIR
     others = [path for path, _ in _backups_in(install) if path != kept]
-    leftovers = list((install / BACKUP_DIR).glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"))
-    for path in others[max(keep - 1, 0):] + leftovers:
-        log.info("Deleting old backup file %s", path)
+    leftovers = list(folder.glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"))
+    orphans = [path for path in folder.iterdir() if (match := PART_NAME.match(path.name))
+               and not os.path.lexists(folder / f"{match[1]}.zip")]
+    for path in others[max(keep - 1, 0):]:
+        _delete_backup(path)
+    for path in leftovers + orphans:
+        log.info("Deleting abandoned backup file %s", path)
         _discard(path)
+
+
+def _delete_backup(path: Path) -> None:
+    """Delete a backup: its first part ``path`` (so it is gone as a whole), then the others."""
+    log.info("Deleting old backup %s", path)
+    _discard(path)
+    for other in sorted(path.parent.iterdir()):
+        match = PART_NAME.match(other.name)
+        if match and match[1] == path.stem:
+            _discard(other)
 
 
 # --- restoring ----------------------------------------------------------------------------
@@ -392,12 +598,12 @@ def restore_paths(backup: Backup, install: Path, paths: Iterable[str]) -> None:
     """
     wanted = _checked_paths(paths, backup.path)
     try:
-        _, infos = _read_backup(backup.path)
-        members = {fold(i.filename): i for i in infos}
+        contents = _read_backup(backup.path)
+        members = {fold(i.filename): i for i in contents.infos}
         gone = [p for p in wanted if fold(p) not in members]
         back = [(p, members[fold(p)]) for p in wanted if fold(p) in members]
-        _delete_files(install, gone, _folders_of(infos))
-        _write_members(backup.path, install, back)
+        _delete_files(install, gone, _folders_of(contents.infos))
+        _write_members(contents, install, back)
     except (_BadBackup, *_ZIP_ERRORS) as e:
         raise _restore_error(backup.path, e) from e
     _verify(install, backup.path, wanted, members)
@@ -418,13 +624,14 @@ def restore_full(zip_path: Path, install: Path) -> Backup:
             could not be written or does not match afterwards.
     """
     try:
-        backup, infos = _read_backup(zip_path)
+        contents = _read_backup(zip_path)
+        backup, infos = contents.backup, contents.infos
         _check_member_names([i.filename for i in infos], zip_path)
         members = {fold(i.filename): i for i in infos}
         names = {i.filename for i in infos}
         extra = [rel for rel in install_files(install) if rel not in names]
         _delete_files(install, extra, _folders_of(infos))
-        _write_members(zip_path, install, [(i.filename, i) for i in infos])
+        _write_members(contents, install, [(i.filename, i) for i in infos])
         left = [rel for rel in install_files(install) if rel not in names]
     except (_BadBackup, *_ZIP_ERRORS) as e:
         raise _restore_error(zip_path, e) from e
@@ -488,10 +695,17 @@ def _remove_empty_parents(install: Path, rel: str, kept_folders: set[str]) -> No
         parts.pop()
 
 
-def _write_members(zip_path: Path, install: Path, items: list[tuple[str, zipfile.ZipInfo]]) -> None:
+def _write_members(contents: _Contents, install: Path,
+                   items: list[tuple[str, zipfile.ZipInfo]]) -> None:
     folders: set[Path] = set()
-    with zipfile.ZipFile(zip_path) as zf:
+    part_of = {id(i): path for path, infos in contents.parts for i in infos}
+    with ExitStack() as stack:
+        opened: dict[Path, zipfile.ZipFile] = {}
         for rel, info in items:
+            part = part_of[id(info)]
+            if part not in opened:
+                opened[part] = stack.enter_context(zipfile.ZipFile(part))
+            zf = opened[part]
             target = install / info.filename
             other = install / rel
             if rel != info.filename and other.exists() and not _same_file(other, target):

@@ -226,13 +226,16 @@ def _list_package(path: Path) -> int:
 
 
 def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
+    from updater.backup import BACKUP_NAME
     from updater.paths import BACKUP_DIR
 
     if zip_arg:
         zip_path = Path(zip_arg)
     else:
-        backups = sorted(
-            (root / BACKUP_DIR).glob("opusi-backup-*.zip"), key=lambda p: p.stat().st_mtime
+        backups = sorted(  # a backup's first part; its other parts are read from it
+            (p for p in (root / BACKUP_DIR).glob("opusi-backup-*.zip")
+             if BACKUP_NAME.match(p.name)),
+            key=lambda p: p.stat().st_mtime,
         )
         if not backups:
             raise UsageError(f"No backup found in {root / BACKUP_DIR}.")

@@ -12,6 +12,12 @@ executable. A second test seam, ``OPUSI_KILL_AT=K`` (also read once at import), 
 kill itself with SIGKILL right before its operation number K (counting from 1, every operation of
 this module, in the order the process runs them): the crash suite uses it to stop a real run at a
 reproducible moment, as a power loss would. Unset (the default), both do nothing.
+
+Operations may run in several threads (the backup writes its parts in parallel): counting and
+checking an operation is done under one lock, so every operation gets its own number, but the
+order of two threads' operations is not fixed. A run whose numbers must mean the same operation
+in the next run (a seam set from the environment) asks :func:`order_matters` and then runs its
+operations in one thread.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import errno
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,6 +86,7 @@ def _plan_from_environment() -> FaultPlan | None:
 
 
 _plan = _plan_from_environment()
+_plan_from_env = _plan is not None
 
 
 def _kill_at_from_environment() -> int:
@@ -88,16 +96,28 @@ def _kill_at_from_environment() -> int:
 
 _kill_at = _kill_at_from_environment()
 _ops_run = 0
+_count_lock = threading.Lock()
+
+
+def order_matters() -> bool:
+    """True when ``OPUSI_KILL_AT`` or ``OPUSI_FAULT_PLAN`` is set (test seams, see above).
+
+    Their operation numbers are learned in one process and used in another, so the operations
+    must then run in the same order every time: callers that would use threads run them one
+    after another instead.
+    """
+    return bool(_kill_at) or _plan_from_env
 
 
 def _op(name: str, path: Path) -> None:
-    if _kill_at:
-        global _ops_run
-        _ops_run += 1
-        if _ops_run == _kill_at:
-            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
-    if _plan is not None:
-        _plan.check(name, path)
+    with _count_lock:
+        if _kill_at:
+            global _ops_run
+            _ops_run += 1
+            if _ops_run == _kill_at:
+                os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        if _plan is not None:
+            _plan.check(name, path)
 
 
 def _is_in_use(error: OSError) -> bool:
