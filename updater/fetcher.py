@@ -287,16 +287,16 @@ class Fetcher(FetcherInterface):
         try:
             digest = _hash_file(part) if size else hashlib.sha256()
             with part.open("ab" if size else "wb") as handle, _Hasher(digest) as hasher:
-                for chunk in self._chunks(response, url):
-                    size += len(chunk)
+                for block in _blocks(self._chunks(response, url)):
+                    size += len(block)
                     if size > length:
                         raise PackageVerificationError(
                             f"The server sent more than the signed {length} bytes of {url}."
                         )
-                    handle.write(chunk)
-                    hasher.update(chunk)
+                    handle.write(block)
+                    hasher.update(block)
                     if progress:
-                        progress(len(chunk))
+                        progress(len(block))
             return digest
         except PackageVerificationError:
             state.discard()
@@ -346,6 +346,20 @@ def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
         return int(rest.split("-", 1)[0]) if unit == "bytes" else None
     except ValueError:
         return None
+
+
+def _blocks(chunks: Iterator[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """Join the socket's small chunks into blocks of about ``size`` bytes (fewer hand-offs)."""
+    pending: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 class _Hasher:
