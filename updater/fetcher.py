@@ -348,16 +348,23 @@ def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
         return None
 
 
-def _blocks(chunks: Iterator[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    """Join the socket's small chunks into blocks of about ``size`` bytes (fewer hand-offs)."""
+def _blocks(chunks: Iterator[bytes], size: int = 1 << 20, every: float = 0.25) -> Iterator[bytes]:
+    """Join the socket's small chunks into blocks of ``size`` bytes (fewer hand-offs), but pass
+    on what arrived at least every ``every`` seconds, so a slow download still grows on disk."""
     pending: list[bytes] = []
     held = 0
-    for chunk in chunks:
-        pending.append(chunk)
-        held += len(chunk)
-        if held >= size:
+    since = time.monotonic()
+    try:
+        for chunk in chunks:
+            pending.append(chunk)
+            held += len(chunk)
+            if held >= size or time.monotonic() - since >= every:
+                yield b"".join(pending)
+                pending, held, since = [], 0, time.monotonic()
+    except Exception:  # not GeneratorExit: then the consumer itself stopped reading
+        if pending:  # what arrived before the failure is kept, so the download can resume
             yield b"".join(pending)
-            pending, held = [], 0
+        raise
     if pending:
         yield b"".join(pending)
 
