@@ -46,7 +46,7 @@ from updater.errors import (
     PackageVerificationError,
     ServerResponseError,
 )
-from updater.fsutil import iter_file
+from updater.fsutil import iter_file, sha256_of
 from updater.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ class Fetcher(FetcherInterface):
         if progress and size:
             progress(size)
         try:
-            digest = _hash_file(part) if size else hashlib.sha256()
+            digest = sha256_of(part) if size else hashlib.sha256()
             with part.open("ab" if size else "wb") as handle, _Hasher(digest) as hasher:
                 for block in _blocks(self._chunks(response, url)):
                     size += len(block)
@@ -393,21 +393,12 @@ class _Hasher:
             self._pool.shutdown(wait=True)
 
 
-def _hash_file(path: Path) -> hashlib._Hash:
-    """A running sha256 over the bytes already in ``path``."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest
-
-
 def _verify_file(
     path: Path, length: int, sha256: str, url: str, digest: hashlib._Hash | None = None
 ) -> None:
     """Check length and hash (``digest``: hashed while written); discard the file on mismatch."""
     size = path.stat().st_size
-    digest = digest or _hash_file(path)
+    digest = digest or sha256_of(path)
     if size != length or digest.hexdigest() != sha256:
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".json").unlink(missing_ok=True)

@@ -57,9 +57,14 @@ def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
             yield block
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in constant memory."""
+def sha256_of(path: Path) -> hashlib._Hash:
+    """A running sha256 over the bytes of ``path``, read in constant memory (may be extended)."""
     digest = hashlib.sha256()
     for block in iter_file(path):
         digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in constant memory."""
+    return sha256_of(path).hexdigest()
