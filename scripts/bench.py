@@ -825,17 +825,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per figure, the median counts (3; quick 1)")
     parser.add_argument("--workdir", type=Path, help="work folder (default build/bench)")
     parser.add_argument("--fresh", action="store_true", help="regenerate everything")
-    cfg = config_from(parser.parse_args(argv))
+    parser.add_argument("--only", metavar="STEPS", default="",
+                        help="comma-separated step numbers to measure, e.g. 1,4 (default: all)")
+    args = parser.parse_args(argv)
+    cfg = config_from(args)
+    try:
+        chosen = [STEPS[int(n) - 1] for n in args.only.split(",") if n.strip()] or list(STEPS)
+    except (ValueError, IndexError):
+        parser.error(f"--only takes step numbers 1-{len(STEPS)}, not {args.only!r}")
     started, load_before = time.monotonic(), load()
     try:
         check_tools()
-        if parser.parse_args(argv).fresh:
+        if args.fresh:
             shutil.rmtree(cfg.work, ignore_errors=True)
         cfg.work.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             b = prepare(cfg, stack)
             log(f"set up in {time.monotonic() - started:.0f} s; measuring ({cfg.runs} runs)")
-            for step in STEPS:
+            for step in chosen:
                 step_started = time.monotonic()
                 b.rows.append(step(b))
                 log(f"{b.rows[-1].step}: {time.monotonic() - step_started:.0f} s")

@@ -100,8 +100,10 @@ def _members(first: Path) -> dict[str, tuple[zipfile.ZipInfo, bytes]]:
 
 
 def _corrupt(path: Path) -> None:
+    """Flip 64 bytes in the middle (one flipped bit can land where Deflate ignores it)."""
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    for i in range(len(data) // 2 - 32, len(data) // 2 + 32):
+        data[i] ^= 0xFF
     path.write_bytes(bytes(data))
 
 

@@ -30,6 +30,7 @@ from tests.conftest import (
     vendor_files,
 )
 from updater import system
+from updater.paths import LOG_DIR
 
 pytestmark = [pytest.mark.frozen, pytest.mark.posix_only]
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,9 @@ def test_frozen_update_with_python_hidden(
     assert "Updated from build 1147 to 1155" in result.stdout
     assert program_files(install) == vendor_files(frozen.vendor.trees[1155], 1155)
     assert data_snapshot(install) == data_before
+    # the frozen program carries ISA-L: its backup was not written by the slower zlib fallback
+    logs = "".join(p.read_text(encoding="utf-8") for p in (install / LOG_DIR).glob("update-*.log"))
+    assert "Deflate by isal" in logs
 
 
 def test_frozen_error_codes(frozen: Frozen, tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 Backup reads every program file of the install (all files outside the customer-data folders,
 ``BUILD`` included) and writes them as a set of zips (stdlib :mod:`zipfile`, Deflate level 1,
-Zip64) into ``Database/SystemFiles/Backups/``, one part per processor core (at most two), written
-in parallel threads (zlib compresses and checksums without holding the GIL), the files spread
-over the parts by size so that the parts take about as long. Each part is written under a
+Zip64; ISA-L's Deflate through :mod:`updater.deflate`) into ``Database/SystemFiles/Backups/``,
+one part per processor core (at most two), written in parallel threads (the Deflate engine
+compresses and checksums without holding the GIL), the files spread over the parts by size so
+that the parts take about as long. Each part is written under a
 temporary ``.opusi-backup-*.zip.part`` name, then, flushed and CRC-checked (each part in its own
 thread too), renamed: part 1 to ``opusi-backup-build{N}-{YYYYmmdd-HHMMSS}.zip``, which names the
 backup, part *i* >= 2 to ``opusi-backup-build{N}-{YYYYmmdd-HHMMSS}.part{i}.zip`` beside it (the
@@ -42,11 +43,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from updater import fileops
+from updater import deflate, fileops
 from updater.errors import DiskSpaceError, FileLockedError, OpusiError, RestoreFailedError
 from updater.paths import BACKUP_DIR, check_member_names, fold, is_excluded, path_problem
 
 log = logging.getLogger(__name__)
+deflate.use_in_zipfile()
 
 CHUNK = 1 << 20
 BACKUP_NAME = re.compile(r"^opusi-backup-build(\d+)-(\d{8}-\d{6})(?:-(\d+))?\.zip$")
@@ -59,7 +61,8 @@ _TEMP_PREFIX, _TEMP_SUFFIX = ".opusi-backup-", ".zip.part"
 _RESTORE_SUFFIX = ".opusi-restore"
 #: Files from this size on are test-compressed (first 128 KiB) and stored if that saves < 3 %.
 _SAMPLE_FROM, _SAMPLE, _STORE_RATIO = 256 << 10, 128 << 10, 0.97
-_ZIP_ERRORS = (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
+_ZIP_ERRORS: tuple[type[Exception], ...] = (OSError, zipfile.BadZipFile, *deflate.ERRORS,
+                                            EOFError, NotImplementedError, ValueError)
 
 Progress = Callable[[int, int], None]
 _T = TypeVar("_T")
@@ -86,6 +89,9 @@ class Backup:
 
 class _BadBackup(Exception):
     """A zip that is not a usable backup (internal: callers ignore it or re-raise their own)."""
+
+
+_RESTORE_ERRORS: tuple[type[Exception], ...] = (_BadBackup, *_ZIP_ERRORS)
 
 
 class _Stopped(Exception):
@@ -205,8 +211,8 @@ def create_backup(install: Path, build: int, progress: Progress | None = None) -
         if isinstance(e, OSError):
             raise _backup_error(e, folder) from e
         raise
-    log.info("Backup %s (%d parts): %d files, %d bytes", targets[0], len(targets), backup.files,
-             backup.size)
+    log.info("Backup %s (%d parts, Deflate by %s): %d files, %d bytes", targets[0], len(targets),
+             deflate.ENGINE.name, backup.files, backup.size)
     return Backup(targets[0], build, backup.files, backup.size)
 
 
@@ -360,7 +366,7 @@ def _method_for(first_block: bytes, size: int) -> int:
     if size < _SAMPLE_FROM:
         return zipfile.ZIP_DEFLATED
     sample = first_block[:_SAMPLE]
-    packer = zlib.compressobj(1, zlib.DEFLATED, -15)
+    packer = deflate.ENGINE.compressobj(1, zlib.DEFLATED, -15)
     packed = len(packer.compress(sample)) + len(packer.flush())
     return zipfile.ZIP_STORED if packed > len(sample) * _STORE_RATIO else zipfile.ZIP_DEFLATED
 
@@ -604,7 +610,7 @@ def restore_paths(backup: Backup, install: Path, paths: Iterable[str]) -> None:
         back = [(p, members[fold(p)]) for p in wanted if fold(p) in members]
         _delete_files(install, gone, _folders_of(contents.infos))
         _write_members(contents, install, back)
-    except (_BadBackup, *_ZIP_ERRORS) as e:
+    except _RESTORE_ERRORS as e:
         raise _restore_error(backup.path, e) from e
     _verify(install, backup.path, wanted, members)
     log.info("Restored %d paths from %s", len(wanted), backup.path)
@@ -633,7 +639,7 @@ def restore_full(zip_path: Path, install: Path) -> Backup:
         _delete_files(install, extra, _folders_of(infos))
         _write_members(contents, install, [(i.filename, i) for i in infos])
         left = [rel for rel in install_files(install) if rel not in names]
-    except (_BadBackup, *_ZIP_ERRORS) as e:
+    except _RESTORE_ERRORS as e:
         raise _restore_error(zip_path, e) from e
     _verify(install, zip_path, [*names, *extra, *left], members)
     log.info("Restored the whole program part from %s", zip_path)
@@ -753,7 +759,7 @@ def _matches(path: Path, info: zipfile.ZipInfo) -> bool:
         crc = 0
         with path.open("rb") as handle:
             while block := handle.read(CHUNK):
-                crc = zlib.crc32(block, crc)
+                crc = deflate.ENGINE.crc32(block, crc)
     except FileNotFoundError:
         return False
     return crc == info.CRC
