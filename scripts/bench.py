@@ -533,8 +533,8 @@ def bench_apply(b: Bench) -> Row:
 
     def apply_ours() -> None:
         staging = copy / WORK_DIR / "staging"
-        names = apply.stage_build(item.package, item.build, item.manifest, staging)
-        apply.install_build(copy, staging, item.build, names)
+        staged = apply.stage_build(item.package, item.build, item.manifest, staging)
+        apply.install_build(copy, staged, item.build)
 
     for _ in range(b.cfg.runs):
         fresh_copy(b.install, copy)

@@ -8,14 +8,15 @@ through :mod:`updater.fileops`. ``BUILD`` is written last, when the build is com
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import os
+import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from updater import fileops, package
 from updater.errors import OpusiError, PackageVerificationError
 from updater.fetcher import disk_error
-from updater.fsutil import sha256_file
-from updater.manifest import FileEntry, scan_tree
+from updater.manifest import FileEntry
 from updater.paths import BUILD_FILE, fold
 from updater.plan import check_package, check_writable_paths
 from updater.trust import RemoteBuild
@@ -55,11 +56,13 @@ def package_names(
 
 def stage_build(
     pkg: Path, build: RemoteBuild, manifest: Mapping[str, FileEntry], staging: Path
-) -> tuple[str, ...]:
+) -> dict[str, Path]:
     """Extract ``pkg`` into an empty ``staging`` folder and check every file against the manifest.
 
+    The files are staged flat (numbered, no folders) and hashed while they are written.
+
     Returns:
-        The staged files' relative paths.
+        Each file's relative path in the install -> its staged file, in package order.
 
     Raises:
         UnsafeArchiveError, PackageVerificationError: The package is unsafe or corrupt, or a
@@ -71,45 +74,47 @@ def stage_build(
         fileops.rmtree(staging)
     fileops.makedirs(staging)
     try:
-        package.extract_to(pkg, staging, build.unpacked_size)
+        staged = package.extract_to(pkg, staging, build.unpacked_size, flat=True)
     except OSError as e:  # disk full or not writable while unpacking: the product's error
         raise disk_error(e, Path(e.filename or staging)) from e
-    found = set(scan_tree(staging).files)
-    if found != set(names):
+    if set(staged) != set(names):
         raise PackageVerificationError(
             f"Package {build.build} unpacked to other files than it lists."
         )
-    for name in names:
-        entry = manifest.get(name)
-        path = staging / name
-        if entry is None or path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+    for name in names:  # sizes and hashes taken while the files were written
+        entry, written = manifest.get(name), staged[name]
+        if entry is None or written.size != entry.size or written.sha256 != entry.sha256:
             raise PackageVerificationError(
                 f"{name} of build {build.build} does not match the build's signed manifest."
             )
-    return names
+    return {name: staged[name].path for name in names}
 
 
 def install_build(
     install: Path,
-    staging: Path,
+    staged: Mapping[str, Path],
     build: RemoteBuild,
-    names: Sequence[str],
     advance: Advance | None = None,
 ) -> None:
     """Delete the build's deleted paths, move its staged files into place, then write ``BUILD``.
 
+    ``staged`` is :func:`stage_build`'s result: relative path in the install -> staged file.
+
     Raises:
         FileLockedError, DiskSpaceError: A file could not be replaced or deleted.
     """
-    written = {fold(n) for n in names}
+    written = {fold(n) for n in staged}
     try:
         for rel in build.deleted:
             if fold(rel) not in written:  # a case-only rename: the new file replaces it
                 _delete(install, rel)
-        for rel in names:
+        folders: set[Path] = set()  # made (or found) already: one makedirs per folder
+        for rel, source in staged.items():
             target = install / rel
-            fileops.makedirs(target.parent)
-            fileops.replace(staging / rel, target)
+            if target.parent not in folders:
+                fileops.makedirs(target.parent)
+                folders.add(target.parent)
+            fileops.replace(source, target)
             if advance:
                 advance(1)
         # No fsync per file or folder here: until the journal is cleared, a crash is undone
@@ -122,7 +127,7 @@ def install_build(
     log.info(
         "build %d applied: %d files written, %d deleted",
         build.build,
-        len(names),
+        len(staged),
         len(build.deleted),
     )
 
@@ -145,9 +150,12 @@ def tree_deviations(install: Path, manifest: Mapping[str, FileEntry]) -> list[st
     """
     result = []
     for rel, entry in manifest.items():
-        path = install / rel
-        if not path.is_file():
+        try:
+            st = os.stat(install / rel)  # one call per file: this runs after every build
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             result.append(f"missing: {rel}")
-        elif path.stat().st_size != entry.size:
+        elif st.st_size != entry.size:
             result.append(f"size differs: {rel}")
     return result

@@ -13,13 +13,19 @@ from the signed metadata (py7zr checks a file's CRC only after writing it).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import py7zr
 import py7zr.exceptions
+from py7zr.helpers import ArchiveTimestamp
+from py7zr.io import Py7zIO, WriterFactory
 
 from updater.errors import PackageVerificationError, UnsafeArchiveError
 
@@ -88,19 +94,41 @@ def list_members(path: Path) -> list[Member]:
     ]
 
 
-def extract_to(path: Path, dest: Path, max_size: int) -> None:
+@dataclass(frozen=True)
+class Staged:
+    """A file as it was written into staging: where, its size and SHA-256 (hex, while writing)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+def extract_to(path: Path, dest: Path, max_size: int, *, flat: bool = False) -> dict[str, Staged]:
     """Extract every member of ``path`` into the (empty) staging folder ``dest``.
 
-    The caller has checked the member names. py7zr stops once more than ``max_size`` bytes
-    were written, and checks every file's CRC.
+    The files go to their relative paths under ``dest``, or with ``flat`` into ``dest`` itself,
+    numbered in package order (``000000``, ``000001``, ...): no folders to create, and later
+    none to remove; the caller moves each file to its place by the returned mapping.
+
+    The caller has checked the member names. Each file is written by this module (a py7zr
+    writer factory) and hashed on the way, so the check against the signed manifest needs no
+    second read; py7zr stops once more than ``max_size`` bytes were written and checks every
+    file's CRC. Files keep the modification time (and, on POSIX, the mode) the package records,
+    as py7zr's own extraction would set them.
+
+    Returns:
+        Relative path (``/``-separated, as in the package) -> what was written.
 
     Raises:
         UnsafeArchiveError: The package unpacks to more than ``max_size`` bytes.
         PackageVerificationError: The archive is corrupt (bad CRC, truncated, bad header).
+        OSError: A staged file could not be written (disk full, not writable).
     """
+    factory = _StagingWriters(dest, flat)
     try:
         with py7zr.SevenZipFile(path, "r", max_extract_size=max_size) as archive:
-            archive.extractall(path=dest)
+            props = {f.filename: f.file_properties() for f in archive.files}
+            archive.extractall(path=dest, factory=factory)
     except py7zr.exceptions.DecompressionBombError as e:
         raise UnsafeArchiveError(
             f"Package {path.name} unpacks to more than its declared {max_size} bytes."
@@ -111,3 +139,90 @@ def extract_to(path: Path, dest: Path, max_size: int) -> None:
         raise UnsafeArchiveError(f"Package {path.name} holds an absolute path: {e}") from e
     except _READ_ERRORS as e:
         raise PackageVerificationError(f"Package {path.name} is corrupt: {e}") from e
+    finally:
+        factory.close_all()
+    for rel, staged in factory.staged.items():
+        _set_properties(staged.path, props.get(rel, {}))
+    return factory.staged
+
+
+class _StagedFile(Py7zIO):
+    """One file being extracted: written to disk and hashed in the same pass."""
+
+    def __init__(self, path: Path, rel: str, done: dict[str, Staged]) -> None:
+        self._file = path.open("xb")
+        self._path, self._rel, self._done = path, rel, done
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, s: bytes | bytearray) -> int:
+        self._file.write(s)
+        self._hash.update(s)
+        self._size += len(s)
+        return len(s)
+
+    def read(self, size: int | None = None) -> bytes:
+        raise io.UnsupportedOperation("staged files are write-only")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise io.UnsupportedOperation("staged files are written in one pass")
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def size(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        """py7zr calls this once a file is complete and its CRC matched."""
+        if not self._file.closed:
+            self._file.close()
+            self._done[self._rel] = Staged(self._path, self._size, self._hash.hexdigest())
+
+    def abandon(self) -> None:
+        self._file.close()
+
+
+class _StagingWriters(WriterFactory):
+    """py7zr's writer factory for staging: creates each file (and its folders) under ``dest``."""
+
+    def __init__(self, dest: Path, flat: bool) -> None:
+        self._dest, self._flat = dest, flat
+        self._prefix = dest.as_posix().rstrip("/") + "/"
+        self._folders: set[Path] = {dest}
+        self._open: list[_StagedFile] = []
+        self.staged: dict[str, Staged] = {}
+
+    def create(self, filename: str) -> Py7zIO:
+        if not filename.startswith(self._prefix):  # py7zr joined it to dest: never otherwise
+            raise UnsafeArchiveError(f"Package member {filename!r} is outside staging.")
+        rel = filename[len(self._prefix):]
+        target = self._dest / (f"{len(self._open):06d}" if self._flat else rel)  # n-th file
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
+        writer = _StagedFile(target, rel, self.staged)
+        self._open.append(writer)
+        return writer
+
+    def close_all(self) -> None:
+        """Close what an error left open (so staging can be removed, on Windows too)."""
+        for writer in self._open:
+            writer.abandon()
+        self._open.clear()
+
+
+def _set_properties(path: Path, props: dict[str, object]) -> None:
+    """The modification time and mode py7zr's own extraction would give the file."""
+    written = props.get("lastwritetime")
+    if isinstance(written, int):
+        stamp = ArchiveTimestamp(written).totimestamp()
+        os.utime(path, times=(stamp, stamp))
+    mode = props.get("posix_mode")
+    if os.name == "posix" and isinstance(mode, int):
+        path.chmod(mode)
+    elif props.get("readonly"):
+        path.chmod(path.stat().st_mode & ~(stat.S_IWRITE | stat.S_IWGRP | stat.S_IWOTH))

@@ -197,8 +197,8 @@ def _apply_all(
     for item in downloads:
         build = item.build.build
         with reporter.phase("apply", len(names[build]), build=build, unit="files") as bar:
-            apply.stage_build(item.package, item.build, item.manifest, staging)
-            apply.install_build(install, staging, item.build, names[build], bar.advance)
+            staged = apply.stage_build(item.package, item.build, item.manifest, staging)
+            apply.install_build(install, staged, item.build, bar.advance)
         record = record.with_applied(build)
         journal.write_journal(install, record)
         for problem in apply.tree_deviations(install, item.manifest)[:20]:
