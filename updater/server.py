@@ -35,6 +35,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.security import safe_join
 from werkzeug.utils import send_file
+from werkzeug.wsgi import FileWrapper
 
 from updater.errors import LicenseDatabaseError, OpusiError, RepositoryError
 from updater.licenses import LicenseRegistry, judge, open_registry
@@ -57,6 +58,10 @@ LONG_MAX_AGE = 365 * 24 * 3600
 RESIGN_INTERVAL = 600.0
 MIN_REMAINING = timedelta(days=1)
 
+#: Bytes read from a file and handed to the socket at a time. werkzeug's default of 8 KiB kept
+#: one core busy at ~650 MB/s on loopback; 256 KiB blocks cost a fraction of that (8 threads
+#: x 256 KiB at most in flight).
+FILE_BLOCK = 256 * 1024
 _ENVIRON_LICENSE = "HTTP_" + LICENSE_HEADER.upper().replace("-", "_")
 _VERSIONED_METADATA = re.compile(r"[0-9]+\.[^/]+\.json")
 _HASH_PREFIXED = re.compile(r"(?:[0-9a-f]{64}|[0-9a-f]{128})\.[^/]+")
@@ -138,7 +143,7 @@ class RepositoryApp:
         try:
             response = send_file(
                 file,
-                environ,
+                {**environ, "wsgi.file_wrapper": _file_wrapper},
                 mimetype=_mimetype(file.name, prefix),
                 conditional=True,
                 etag=True,
@@ -249,6 +254,11 @@ def _max_age(name: str, prefix: str) -> int:
     if prefix == METADATA_PREFIX:
         return LONG_MAX_AGE if _VERSIONED_METADATA.fullmatch(name) else 0
     return LONG_MAX_AGE if _HASH_PREFIXED.fullmatch(name) else 0
+
+
+def _file_wrapper(file: Any, buffer_size: int = FILE_BLOCK) -> FileWrapper:
+    """werkzeug's file streaming, in :data:`FILE_BLOCK` blocks whatever size it asks for."""
+    return FileWrapper(file, max(buffer_size, FILE_BLOCK))
 
 
 def _plain(status: int, text: str, headers: list[tuple[str, str]] | None = None) -> _WsgiApp:
