@@ -13,14 +13,18 @@ from the signed metadata (py7zr checks a file's CRC only after writing it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 import py7zr
 import py7zr.exceptions
@@ -124,42 +128,99 @@ def extract_to(path: Path, dest: Path, max_size: int, *, flat: bool = False) -> 
         PackageVerificationError: The archive is corrupt (bad CRC, truncated, bad header).
         OSError: A staged file could not be written (disk full, not writable).
     """
-    factory = _StagingWriters(dest, flat)
-    try:
-        with py7zr.SevenZipFile(path, "r", max_extract_size=max_size) as archive:
-            props = {f.filename: f.file_properties() for f in archive.files}
-            archive.extractall(path=dest, factory=factory)
-    except py7zr.exceptions.DecompressionBombError as e:
-        raise UnsafeArchiveError(
-            f"Package {path.name} unpacks to more than its declared {max_size} bytes."
-        ) from e
-    except py7zr.exceptions.CrcError as e:
-        raise PackageVerificationError(f"Package {path.name} failed its CRC check: {e}") from e
-    except py7zr.exceptions.AbsolutePathError as e:
-        raise UnsafeArchiveError(f"Package {path.name} holds an absolute path: {e}") from e
-    except _READ_ERRORS as e:
-        raise PackageVerificationError(f"Package {path.name} is corrupt: {e}") from e
-    finally:
-        factory.close_all()
-    for rel, staged in factory.staged.items():
-        _set_properties(staged.path, props.get(rel, {}))
+    with _Sink() as sink:
+        factory = _StagingWriters(dest, flat, sink)
+        try:
+            with py7zr.SevenZipFile(path, "r", max_extract_size=max_size) as archive:
+                factory.props = {f.filename: f.file_properties() for f in archive.files}
+                # No path: py7zr hands the factory each member's relative name (after its own
+                # containment check) and has no folder of its own to create or resolve.
+                archive.extractall(factory=factory)
+            sink.finish()
+        except py7zr.exceptions.DecompressionBombError as e:
+            raise UnsafeArchiveError(
+                f"Package {path.name} unpacks to more than its declared {max_size} bytes."
+            ) from e
+        except py7zr.exceptions.CrcError as e:
+            raise PackageVerificationError(
+                f"Package {path.name} failed its CRC check: {e}"
+            ) from e
+        except py7zr.exceptions.AbsolutePathError as e:
+            raise UnsafeArchiveError(f"Package {path.name} holds an absolute path: {e}") from e
+        except _READ_ERRORS as e:
+            raise PackageVerificationError(f"Package {path.name} is corrupt: {e}") from e
+        finally:
+            factory.close_all()
     return factory.staged
 
 
-class _StagedFile(Py7zIO):
-    """One file being extracted: written to disk and hashed in the same pass."""
+class _Sink:
+    """Threads that create, write, hash and close the staged files (file *n* in lane *n* mod 2).
 
-    def __init__(self, path: Path, rel: str, done: dict[str, Staged]) -> None:
-        self._file = path.open("xb")
-        self._path, self._rel, self._done = path, rel, done
+    py7zr decompresses and checks CRCs in the calling thread while these do the file system's
+    work and the SHA-256 (both let go of the interpreter lock). Each lane is one thread, so a
+    file's operations run in the order they were handed over; at most :data:`_AHEAD` bytes of
+    data wait at any time (the caller blocks beyond that), so memory stays bounded. The first
+    error (a full disk) is raised to the caller at its next hand-over or at :meth:`finish`.
+    """
+
+    _AHEAD = 16 << 20
+    LANES = 2
+
+    def __init__(self) -> None:
+        self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="opusi-stage")
+                       for _ in range(self.LANES)]
+        self._pending: deque[tuple[Future[None], int]] = deque()
+        self._held = 0
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lane in self._lanes:
+            lane.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, work: Callable[[], None], lane: int, size: int = 0) -> None:
+        while self._pending and (self._pending[0][0].done() or self._held + size > self._AHEAD):
+            self._settle()
+        self._pending.append((self._lanes[lane % len(self._lanes)].submit(work), size))
+        self._held += size
+
+    def finish(self) -> None:
+        """Wait for everything handed over; raise the first error."""
+        while self._pending:
+            self._settle()
+
+    def drain(self) -> None:
+        """Wait for everything handed over, ignoring errors (after a failure)."""
+        while self._pending:
+            with contextlib.suppress(Exception):
+                self._settle()
+
+    def _settle(self) -> None:
+        future, size = self._pending.popleft()
+        self._held -= size
+        future.result()
+
+
+class _StagedFile(Py7zIO):
+    """One file being extracted: created, written and hashed by the sink's thread."""
+
+    def __init__(self, path: Path, rel: str, props: dict[str, Any], factory: _StagingWriters,
+                 lane: int) -> None:
+        self._path, self._rel, self._props, self._factory = path, rel, props, factory
+        self._lane = lane
+        self._file: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._size = 0
+        self._closed = False
+        factory.sink.submit(self._open, lane)
 
     def write(self, s: bytes | bytearray) -> int:
-        self._file.write(s)
-        self._hash.update(s)
-        self._size += len(s)
-        return len(s)
+        data = bytes(s)  # the thread may write it after py7zr reused its buffer
+        self._size += len(data)
+        self._factory.sink.submit(lambda: self._write(data), self._lane, len(data))
+        return len(data)
 
     def read(self, size: int | None = None) -> bytes:
         raise io.UnsupportedOperation("staged files are write-only")
@@ -171,51 +232,72 @@ class _StagedFile(Py7zIO):
         return False
 
     def flush(self) -> None:
-        self._file.flush()
+        """Written by the sink's thread; nothing to flush from here."""
 
     def size(self) -> int:
         return self._size
 
     def close(self) -> None:
         """py7zr calls this once a file is complete and its CRC matched."""
-        if not self._file.closed:
-            self._file.close()
-            self._done[self._rel] = Staged(self._path, self._size, self._hash.hexdigest())
+        if not self._closed:
+            self._closed = True
+            self._factory.sink.submit(self._finish, self._lane)
+
+    # -- in the sink's thread ------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._file = self._path.open("xb")
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+        self._hash.update(data)
+
+    def _finish(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        _set_properties(self._path, self._props)
+        self._factory.staged[self._rel] = Staged(self._path, self._size, self._hash.hexdigest())
 
     def abandon(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class _StagingWriters(WriterFactory):
     """py7zr's writer factory for staging: creates each file (and its folders) under ``dest``."""
 
-    def __init__(self, dest: Path, flat: bool) -> None:
-        self._dest, self._flat = dest, flat
-        self._prefix = dest.as_posix().rstrip("/") + "/"
+    def __init__(self, dest: Path, flat: bool, sink: _Sink) -> None:
+        self._dest, self._flat, self.sink = dest, flat, sink
         self._folders: set[Path] = {dest}
-        self._open: list[_StagedFile] = []
+        self._files: list[_StagedFile] = []
+        self.props: dict[str, dict[str, Any]] = {}
         self.staged: dict[str, Staged] = {}
 
     def create(self, filename: str) -> Py7zIO:
-        if not filename.startswith(self._prefix):  # py7zr joined it to dest: never otherwise
+        rel = PurePosixPath(filename).as_posix()
+        if rel != filename.replace("\\", "/") or rel.startswith("/") or ".." in rel.split("/"):
             raise UnsafeArchiveError(f"Package member {filename!r} is outside staging.")
-        rel = filename[len(self._prefix):]
-        target = self._dest / (f"{len(self._open):06d}" if self._flat else rel)  # n-th file
+        target = self._dest / (f"{len(self._files):06d}" if self._flat else rel)  # n-th file
         if target.parent not in self._folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(target.parent)
-        writer = _StagedFile(target, rel, self.staged)
-        self._open.append(writer)
+            folder = target.parent
+            self.sink.submit(lambda: folder.mkdir(parents=True, exist_ok=True), 0)
+            self.sink.finish()  # the folder exists before any lane writes into it
+            self._folders.add(folder)
+        writer = _StagedFile(target, rel, self.props.get(rel, {}), self, len(self._files))
+        self._files.append(writer)
         return writer
 
     def close_all(self) -> None:
-        """Close what an error left open (so staging can be removed, on Windows too)."""
-        for writer in self._open:
+        """After the sink is idle, close what an error left open (so staging can be removed,
+        on Windows too)."""
+        self.sink.drain()
+        for writer in self._files:
             writer.abandon()
-        self._open.clear()
+        self._files.clear()
 
 
-def _set_properties(path: Path, props: dict[str, object]) -> None:
+def _set_properties(path: Path, props: dict[str, Any]) -> None:
     """The modification time and mode py7zr's own extraction would give the file."""
     written = props.get("lastwritetime")
     if isinstance(written, int):
