@@ -288,16 +288,17 @@ class Fetcher(FetcherInterface):
         try:
             digest = sha256_of(part) if size else hashlib.sha256()
             with part.open("ab" if size else "wb") as handle, _Hasher(digest) as hasher:
-                for block in _blocks(self._chunks(response, url)):
-                    size += len(block)
+                for batch in _batches(self._chunks(response, url)):
+                    received = sum(map(len, batch))
+                    size += received
                     if size > length:
                         raise PackageVerificationError(
                             f"The server sent more than the signed {length} bytes of {url}."
                         )
-                    handle.write(block)
-                    hasher.update(block)
+                    handle.writelines(batch)  # no joining: one copy less per byte
+                    hasher.update(batch)
                     if progress:
-                        progress(len(block))
+                        progress(received)
             return digest
         except PackageVerificationError:
             state.discard()
@@ -349,9 +350,12 @@ def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
         return None
 
 
-def _blocks(chunks: Iterator[bytes], size: int = 1 << 20, every: float = 0.25) -> Iterator[bytes]:
-    """Join the socket's small chunks into blocks of ``size`` bytes (fewer hand-offs), but pass
-    on what arrived at least every ``every`` seconds, so a slow download still grows on disk."""
+def _batches(
+    chunks: Iterator[bytes], size: int = 1 << 20, every: float = 0.25
+) -> Iterator[list[bytes]]:
+    """Group the socket's chunks into batches of about ``size`` bytes (fewer hand-offs), but
+    pass on what arrived at least every ``every`` seconds, so a slow download still grows on
+    disk. The chunks are not joined (that would copy every byte once more)."""
     pending: list[bytes] = []
     held = 0
     since = time.monotonic()
@@ -360,20 +364,20 @@ def _blocks(chunks: Iterator[bytes], size: int = 1 << 20, every: float = 0.25) -
             pending.append(chunk)
             held += len(chunk)
             if held >= size or time.monotonic() - since >= every:
-                yield b"".join(pending)
+                yield pending
                 pending, held, since = [], 0, time.monotonic()
     except Exception:  # not GeneratorExit: then the consumer itself stopped reading
         if pending:  # what arrived before the failure is kept, so the download can resume
-            yield b"".join(pending)
+            yield pending
         raise
     if pending:
-        yield b"".join(pending)
+        yield pending
 
 
 class _Hasher:
-    """Feeds a digest from a background thread, up to ``ahead`` blocks behind the caller.
+    """Feeds a digest from a background thread, up to ``ahead`` batches behind the caller.
 
-    A queue of a few blocks (not one) lets the hashing thread catch up after the scheduler
+    A queue of a few batches (not one) lets the hashing thread catch up after the scheduler
     gave the core to the receiving thread or the server for a while, instead of stalling the
     download each time: measured on two cores, the waits for the hash fell from 0.12 s to
     almost nothing per 500 MB.
@@ -385,10 +389,14 @@ class _Hasher:
         self._pending: deque[Future[None]] = deque()
         self._ahead = ahead
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, batch: list[bytes]) -> None:
         while len(self._pending) >= self._ahead:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._digest.update, chunk))
+        self._pending.append(self._pool.submit(self._hash_all, batch))
+
+    def _hash_all(self, batch: list[bytes]) -> None:
+        for chunk in batch:
+            self._digest.update(chunk)
 
     def __enter__(self) -> _Hasher:
         return self
