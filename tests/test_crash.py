@@ -223,10 +223,17 @@ def test_kill_then_recovery_without_server(vendor: Vendor, server_url: str, down
     def case(k: int) -> str:
         install = make_install(tmp_path / f"k{k}", vendor.trees[OLD], OLD, server_url)
         _killed(install, vendor, k)
+        interrupted = journal_path(install).exists()
         down = run_updater(install, vendor.root_file, "--server", down_server)
         _expect(down, 6, "the run with the server down")
         build = str(NEW) if k > reference.journal_cleared else str(OLD)
         _ends_at(install, reference, build, "the run with the server down")
+        if interrupted:  # the message tells of the roll-back, not that nothing was changed
+            assert f"rolled back from its backup first: the install is at build {OLD}" \
+                in down.stderr, down.stderr
+            assert "Apart from that, nothing was changed" in down.stderr, down.stderr
+        else:
+            assert "rolled back" not in down.stderr, down.stderr
         return f"server down: exactly {build}, error 6"
 
     # and every moment a temp file of the updater exists among the program files

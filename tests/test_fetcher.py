@@ -251,6 +251,30 @@ def test_resumed_file_that_does_not_verify_is_discarded(
     assert _download(fetcher, raw.url("/p"), dest).read_bytes() == BODY
 
 
+def test_complete_part_is_verified_not_downloaded_again(
+    raw: RawServer, fetcher: Fetcher, tmp_path: Path
+) -> None:
+    """A run stopped between the last byte and the rename: the next one checks and uses it."""
+    raw.routes["/p"] = reply_package(Package(BODY))
+    dest = tmp_path / "p.7z"
+    (tmp_path / "p.7z.part").write_bytes(BODY)
+    seen = len(raw.requests)
+    assert _download(fetcher, raw.url("/p"), dest).read_bytes() == BODY
+    assert len(raw.requests) == seen  # not a byte fetched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.7z"]
+
+
+def test_complete_but_wrong_part_is_downloaded_again(
+    raw: RawServer, fetcher: Fetcher, tmp_path: Path
+) -> None:
+    raw.routes["/p"] = reply_package(Package(BODY))
+    dest = tmp_path / "p.7z"
+    (tmp_path / "p.7z.part").write_bytes(b"\0" * len(BODY))
+    assert _download(fetcher, raw.url("/p"), dest).read_bytes() == BODY
+    assert "range" not in raw.requests[-1].headers  # from the start, not resumed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.7z"]
+
+
 def test_reset_mid_body_is_error_6(raw: RawServer, fetcher: Fetcher, tmp_path: Path) -> None:
     raw.routes["/p"] = reply_reset(BODY, 20000)
     _raises_within(

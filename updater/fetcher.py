@@ -251,6 +251,18 @@ class Fetcher(FetcherInterface):
         """
         part = dest.with_name(dest.name + ".part")
         state = _PartState.load(part)
+        if state.size == length:  # complete already (a run stopped before the rename)
+            try:
+                _verify_file(part, length, sha256, url)
+            except PackageVerificationError:
+                state = _PartState.load(part)  # it was discarded: start over
+            else:
+                log.info("%s: the complete download from an earlier run is used", dest.name)
+                if progress:
+                    progress(length)
+                os.replace(part, dest)
+                state.forget()
+                return dest
         headers = {}
         if state.size and state.etag and state.size < length:
             headers = {"Range": f"bytes={state.size}-", "If-Range": state.etag}

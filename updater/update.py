@@ -114,18 +114,39 @@ def run_update(
     with preflight.install_lock(install):
         _remove_leftovers(install)
         recovered = recover(install, reporter)
-        installed = config.read_install(install).build
-        base, fetcher = _source(request)
-        view = trust.read_view(base, work_dir(install) / "metadata", request.trusted_root, fetcher)
-        plan = make_plan(installed, view)
-        pending = tuple(b.build for b in plan.builds)
-        if not plan.builds or (confirm is not None and not confirm(plan)):
-            return UpdateResult(installed, installed, pending, recovered=recovered)
-        result = _update(install, plan, fetcher, request, reporter)
+        try:
+            installed = config.read_install(install).build
+            base, fetcher = _source(request)
+            view = trust.read_view(
+                base, work_dir(install) / "metadata", request.trusted_root, fetcher
+            )
+            plan = make_plan(installed, view)
+            pending = tuple(b.build for b in plan.builds)
+            if not plan.builds or (confirm is not None and not confirm(plan)):
+                return UpdateResult(installed, installed, pending, recovered=recovered)
+            result = _update(install, plan, fetcher, request, reporter)
+        except OpusiError as e:
+            if recovered:
+                _tell_recovery(e, install)
+            raise
     _write_history(install, result, "success")
     return UpdateResult(
         **{**result.__dict__, "recovered": recovered, "seconds": time.monotonic() - started}
     )
+
+
+def _tell_recovery(error: OpusiError, install: Path) -> None:
+    """Say in ``error``'s hint that this run rolled an interrupted update back before it failed
+    (its own hint's "Nothing was changed" would otherwise be wrong)."""
+    try:
+        build = f"build {config.read_install(install).build}"
+    except OpusiError:
+        build = "the build it had before that update"
+    error.hint = (
+        f"An interrupted earlier update was rolled back from its backup first: the install is "
+        f"at {build} again. "
+        + error.hint.replace("Nothing was changed", "Apart from that, nothing was changed")
+    ).strip()
 
 
 def _update(
