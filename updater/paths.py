@@ -55,6 +55,14 @@ def fold(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
+def _likeness(first: str, second: str) -> str:
+    """Why two paths that :func:`fold` to the same form are refused (message tail)."""
+    if first.casefold() == second.casefold():
+        return "differ only by case; Windows would hold them as one file."
+    return ("differ only in how their accented letters are encoded (Unicode NFC and NFD); they "
+            "look the same, so they are refused as ambiguous.")
+
+
 _EXCLUDED_FOLDED = tuple(fold(d) for d in EXCLUDED_DIRS)
 
 
@@ -125,7 +133,8 @@ def check_member_names(names: Iterable[str]) -> list[str]:
         The names, in the order given.
 
     Raises:
-        UnsafeArchiveError: A name is unsafe, or two names differ only by case.
+        UnsafeArchiveError: A name is unsafe, or two names differ only by case or by Unicode
+            normalization.
     """
     seen: dict[str, str] = {}
     result = []
@@ -135,10 +144,8 @@ def check_member_names(names: Iterable[str]) -> list[str]:
             raise UnsafeArchiveError(f"Unsafe path {name!r}: {problem}.")
         key = fold(name)
         if key in seen:
-            raise UnsafeArchiveError(
-                f"Paths {seen[key]!r} and {name!r} differ only by case; "
-                "Windows would hold them as one file."
-            )
+            likeness = _likeness(seen[key], name)
+            raise UnsafeArchiveError(f"Paths {seen[key]!r} and {name!r} {likeness}")
         seen[key] = name
         result.append(name)
     _check_file_dir_clash(seen)
