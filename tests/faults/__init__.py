@@ -103,6 +103,19 @@ def ended_at(install: Path, vendor: Vendor, before: Before, builds: Sequence[int
     return None
 
 
+#: Temp files of the updater a killed run, or one that can no longer delete anything, may leave
+#: among the program files; the next run removes them before anything else.
+OWN_TEMPS = (".opusi-write-probe-", ".BUILD.tmp", ".opusi-restore")
+
+
+def own_temps_only(install: Path, vendor: Vendor, build: int) -> bool:
+    """True when the program files are ``build``'s but for temp files of the updater's own."""
+    files = program_files(install)
+    own = [p for p in files if any(t in p.rsplit("/", 1)[-1] for t in OWN_TEMPS)]
+    rest = {p: h for p, h in files.items() if p not in own}
+    return bool(own) and rest == vendor_files(vendor.trees[build], build)
+
+
 def outcome(
     klass: str,
     case: str,

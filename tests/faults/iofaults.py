@@ -30,9 +30,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from tests.conftest import program_files, vendor_files
 from tests.crash import KILLED
-from tests.faults import Before, Outcome, Suite, outcome
+from tests.faults import Before, Outcome, Suite, outcome, own_temps_only
 from tests.faults.kills import (
     NEW,
     OLD,
@@ -48,9 +47,6 @@ from tests.faults.kills import (
 )
 
 KLASS = "I/O faults"
-#: Temp files of the updater a run that can no longer delete anything may leave behind; the
-#: next run removes them before anything else.
-OWN_TEMPS = (".opusi-write-probe-", ".BUILD.tmp", ".opusi-restore")
 
 
 def expected(ref: Reference, k: int, every_after: bool) -> tuple[tuple[int, ...], int]:
@@ -63,14 +59,6 @@ def expected(ref: Reference, k: int, every_after: bool) -> tuple[tuple[int, ...]
     if k <= cleared:
         return ((17,) if every_after else (16,)), OLD
     return (0,), NEW
-
-
-def _leftovers_only(install: Path, suite: Suite) -> bool:
-    """True when the program files are 1147's but for temp files of the updater's own."""
-    files = program_files(install)
-    own = [p for p in files if any(t in p.rsplit("/", 1)[-1] for t in OWN_TEMPS)]
-    rest = {p: h for p, h in files.items() if p not in own}
-    return bool(own) and rest == vendor_files(suite.vendor.trees[OLD], OLD)
 
 
 def judge(
@@ -89,7 +77,7 @@ def judge(
     if not rerun_due:
         shutil.rmtree(install, ignore_errors=True)
         return first
-    leftovers = not first.consistent and _leftovers_only(install, suite)
+    leftovers = not first.consistent and own_temps_only(install, suite.vendor, OLD)
     rerun = start(suite, install)
     after = outcome(KLASS, case, install, suite.vendor, before, rerun, [0], [NEW])
     shutil.rmtree(install, ignore_errors=True)
