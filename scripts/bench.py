@@ -58,6 +58,7 @@ import py7zr  # noqa: E402
 import treegen  # noqa: E402
 
 from tests.frozen_build import build_frozen  # noqa: E402
+from tests.processes import free_port, stop_process  # noqa: E402
 from updater import apply, backup, download, package, repository, trust  # noqa: E402
 from updater.errors import OpusiError  # noqa: E402
 from updater.fetcher import Fetcher, NetworkSettings  # noqa: E402
@@ -416,28 +417,13 @@ def start_server(stack: ExitStack, repo: Path, log_file: Path) -> str:
          "--threads", "8"],
         stdout=subprocess.PIPE, stderr=log_file.open("w"), text=True, env=clean_env(),
     )  # fmt: skip
-    stack.callback(stop_process, proc)
+    stack.callback(stop_process, proc, 30)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     port = line.rstrip().rpartition(":")[2]
     if not port.isdigit():
         raise BenchError(f"the server did not start: {line!r}; see {log_file}")
     return f"http://127.0.0.1:{port}"
-
-
-def stop_process(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_nginx(stack: ExitStack, work: Path, root: Path) -> str:
@@ -461,7 +447,7 @@ def start_nginx(stack: ExitStack, work: Path, root: Path) -> str:
          str(folder / "error.log")],
         stdout=subprocess.DEVNULL, stderr=(folder / "stderr.log").open("w"), text=True,
     )  # fmt: skip
-    stack.callback(stop_process, proc)
+    stack.callback(stop_process, proc, 30)
     for _ in range(100):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:

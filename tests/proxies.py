@@ -9,7 +9,6 @@ through it. Tests skip when tinyproxy is not installed (``.ci/run`` installs it)
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -18,16 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, stop_process
+
 TINYPROXY = shutil.which("tinyproxy") or (
     "/usr/bin/tinyproxy" if Path("/usr/bin/tinyproxy").is_file() else None
 )
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -51,12 +45,7 @@ class Tinyproxy:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
 
 
 def _config(folder: Path, port: int, connect_ports: list[int], auth: tuple[str, str] | None) -> str:

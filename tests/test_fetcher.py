@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
-from tests.proxies import free_port
+from tests.processes import free_port
 from tests.rawserver import (
     Package,
     RawServer,

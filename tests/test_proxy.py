@@ -25,7 +25,8 @@ from tests.conftest import (
     program_snapshot,
     vendor_files,
 )
-from tests.proxies import Tinyproxy, free_port, start_tinyproxy
+from tests.processes import free_port
+from tests.proxies import Tinyproxy, start_tinyproxy
 from tests.rawserver import RawServer, reply_body
 from tests.relay import Relay
 from tests.test_update import run

@@ -44,7 +44,8 @@ from tests.faults.metadata import (
     target_path,
     unique_folder,
 )
-from tests.proxies import TINYPROXY, free_port
+from tests.processes import free_port, stop_process
+from tests.proxies import TINYPROXY
 from tests.relay import Relay
 from updater import backup
 from updater.licenses import open_registry
@@ -167,12 +168,7 @@ def tinyproxy(folder: Path, allow: str, auth: tuple[str, str] | None) -> Iterato
             time.sleep(0.05)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _proxy_case(case: str, allow: str, auth: tuple[str, str] | None, proxy_auth: str) -> Case:
