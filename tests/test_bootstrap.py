@@ -94,6 +94,12 @@ def _start(
     )
 
 
+def _approved(downloads: Path, *extra: str) -> tuple[str, ...]:
+    """``start``'s arguments as a host app passes them once an admin approved: this process is
+    the host, ``downloads`` the download folder."""
+    return ("--admin", "--host-pid", str(os.getpid()), "--download-dir", str(downloads), *extra)
+
+
 # --- check ------------------------------------------------------------------------------------
 
 
@@ -274,16 +280,7 @@ def test_start_follows_the_rules(
     if "BUILD" in setup:
         (install / BUILD_FILE).write_text(setup.pop("BUILD") + "\n")
     _set_ini(install, **setup)
-    code, report, _ = _start(
-        capsys,
-        install,
-        vendor,
-        "--admin",
-        "--host-pid",
-        str(os.getpid()),
-        "--download-dir",
-        str(tmp_path / "dl"),
-    )
+    code, report, _ = _start(capsys, install, vendor, *_approved(tmp_path / "dl"))
     assert (code, report["status"]) == (24, "refused") and phrase in report["message"]
     assert not (tmp_path / "dl").exists()
 
@@ -293,16 +290,7 @@ def test_start_refuses_a_download_dir_in_the_install(
 ) -> None:
     before = snapshot(install)
     inside = install / "Program" / "updater-here"
-    code, report, _ = _start(
-        capsys,
-        install,
-        vendor,
-        "--admin",
-        "--host-pid",
-        str(os.getpid()),
-        "--download-dir",
-        str(inside),
-    )
+    code, report, _ = _start(capsys, install, vendor, *_approved(inside))
     assert (code, report["status"]) == (24, "refused")
     assert "outside the installation" in report["hint"]
     assert snapshot(install) == before
@@ -312,16 +300,7 @@ def test_start_without_a_published_updater_is_23(
     install: Path, vendor: Vendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, report, _ = _start(
-        capsys,
-        install,
-        vendor,
-        "--admin",
-        "--host-pid",
-        str(os.getpid()),
-        "--download-dir",
-        str(tmp_path / "dl"),
-        "--platform",
-        "windows-arm64",
+        capsys, install, vendor, *_approved(tmp_path / "dl", "--platform", "windows-arm64")
     )
     assert (code, report["code"]) == (23, 23)
     assert "no updater for this platform" in report["message"]
@@ -455,18 +434,7 @@ def test_start_refuses_a_tampered_updater_and_runs_nothing(
     stored.write_bytes(evil)
     install = make_install(tmp_path / "opusi", own.trees[1147], 1147, published.url)
     downloads = tmp_path / "dl"
-    code, report, err = _start(
-        capsys,
-        install,
-        own,
-        "--admin",
-        "--host-pid",
-        str(os.getpid()),
-        "--platform",
-        platform,
-        "--download-dir",
-        str(downloads),
-    )
+    code, report, err = _start(capsys, install, own, *_approved(downloads, "--platform", platform))
     assert (code, report["status"], report["code"]) == (13, "error", 13) and "Error 13" in err
     assert list(downloads.iterdir()) == []
     time.sleep(0.5)
