@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import py7zr
@@ -32,6 +32,7 @@ from py7zr.helpers import ArchiveTimestamp
 from py7zr.io import Py7zIO, WriterFactory
 
 from updater.errors import PackageVerificationError, UnsafeArchiveError
+from updater.paths import path_problem
 
 log = logging.getLogger(__name__)
 
@@ -275,16 +276,15 @@ class _StagingWriters(WriterFactory):
         self.staged: dict[str, Staged] = {}
 
     def create(self, filename: str) -> Py7zIO:
-        rel = PurePosixPath(filename).as_posix()
-        if rel != filename.replace("\\", "/") or rel.startswith("/") or ".." in rel.split("/"):
-            raise UnsafeArchiveError(f"Package member {filename!r} is outside staging.")
-        target = self._dest / (f"{len(self._files):06d}" if self._flat else rel)  # n-th file
-        if target.parent not in self._folders:
-            folder = target.parent
-            self.sink.submit(lambda: folder.mkdir(parents=True, exist_ok=True), 0)
-            self.sink.finish()  # the folder exists before any lane writes into it
-            self._folders.add(folder)
-        writer = _StagedFile(target, rel, self.props.get(rel, {}), self, len(self._files))
+        problem = path_problem(filename)  # checked before extraction too; py7zr named it so
+        if problem:
+            raise UnsafeArchiveError(f"Package member {filename!r}: {problem}.")
+        target = self._dest / (f"{len(self._files):06d}" if self._flat else filename)  # n-th
+        if target.parent not in self._folders:  # made here, before a lane opens a file in it
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
+        writer = _StagedFile(target, filename, self.props.get(filename, {}), self,
+                             len(self._files))
         self._files.append(writer)
         return writer
 
