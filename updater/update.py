@@ -88,12 +88,18 @@ def check(request: UpdateRequest) -> tuple[UpdatePlan, bool]:
     Returns:
         The plan, and whether an interrupted update waits to be restored.
     """
+    plan, _ = _plan(request)
+    return plan, journal.read_journal(request.install) is not None
+
+
+def _plan(request: UpdateRequest) -> tuple[UpdatePlan, Fetcher | FolderFetcher]:
+    """The installed build against the verified metadata; the fetcher that read it."""
     installed = config.read_install(request.install).build
     base, fetcher = _source(request)
     view = trust.read_view(
         base, work_dir(request.install) / "metadata", request.trusted_root, fetcher
     )
-    return make_plan(installed, view), journal.read_journal(request.install) is not None
+    return make_plan(installed, view), fetcher
 
 
 def run_update(
@@ -115,15 +121,10 @@ def run_update(
         _remove_leftovers(install)
         recovered = recover(install, reporter)
         try:
-            installed = config.read_install(install).build
-            base, fetcher = _source(request)
-            view = trust.read_view(
-                base, work_dir(install) / "metadata", request.trusted_root, fetcher
-            )
-            plan = make_plan(installed, view)
+            plan, fetcher = _plan(request)
             pending = tuple(b.build for b in plan.builds)
             if not plan.builds or (confirm is not None and not confirm(plan)):
-                return UpdateResult(installed, installed, pending, recovered=recovered)
+                return UpdateResult(plan.installed, plan.installed, pending, recovered=recovered)
             result = _update(install, plan, fetcher, request, reporter)
         except OpusiError as e:
             if recovered:
