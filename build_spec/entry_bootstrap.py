@@ -2,7 +2,7 @@
 
 import sys
 
-from updater.bootstrap import main
+from updater.bootstrap.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

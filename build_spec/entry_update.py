@@ -2,7 +2,7 @@
 
 import sys
 
-from updater.cli import main
+from updater.install.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

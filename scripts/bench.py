@@ -60,12 +60,12 @@ import treegen  # noqa: E402
 from tests.frozen_build import build_frozen  # noqa: E402
 from tests.processes import free_port, stop_process  # noqa: E402
 from updater import apply, backup, download, package, repository, trust  # noqa: E402
-from updater.errors import OpusiError  # noqa: E402
-from updater.fetcher import Fetcher, NetworkSettings  # noqa: E402
-from updater.licenses import open_registry  # noqa: E402
-from updater.manifest import scan_tree  # noqa: E402
-from updater.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
-from updater.protocol import LICENSE_HEADER  # noqa: E402
+from updater.core.errors import OpusiError  # noqa: E402
+from updater.core.manifest import scan_tree  # noqa: E402
+from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
+from updater.core.protocol import LICENSE_HEADER  # noqa: E402
+from updater.shared.transport import Fetcher, NetworkSettings  # noqa: E402
+from updater.vendor.licenses import open_registry  # noqa: E402
 
 try:
     import psutil

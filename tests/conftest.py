@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.trees import program_builds, snapshot, write_tree
-from updater import fileops, package, repository
-from updater.licenses import open_registry
-from updater.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
-from updater.server import Server
+from updater.core.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
+from updater.shared import fileops, package
+from updater.vendor import repository
+from updater.vendor.licenses import open_registry
+from updater.vendor.server import Server
 
 LICENSE = "DEMO-1147"
 REVOKED = "REVOKED-1"
@@ -77,7 +78,7 @@ class Frozen:
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
     """A vendor with the frozen updater published for this platform, served on loopback."""
     from tests.frozen_build import build_frozen
-    from updater import system
+    from updater.shared import system
 
     base = tmp_path_factory.mktemp("frozen")
     # every compression method the publisher writes, read back by the frozen updater
@@ -148,7 +149,7 @@ def data_snapshot(install: Path) -> dict[str, str]:
 
 def program_snapshot(install: Path) -> dict[str, str]:
     """Snapshot of the program files: everything outside the customer-data folders."""
-    from updater.paths import is_excluded
+    from updater.core.paths import is_excluded
 
     return {p: h for p, h in snapshot(install).items() if not is_excluded(p.rstrip("/"))}
 

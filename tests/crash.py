@@ -1,6 +1,6 @@
 """Helpers for the crash suite: the real updater in a subprocess, killed at a chosen moment.
 
-``OPUSI_KILL_AT=K`` (see :mod:`updater.fileops`) makes the updater SIGKILL itself right before
+``OPUSI_KILL_AT=K`` (see :mod:`updater.shared.fileops`) makes the updater SIGKILL itself right before
 its file operation K. Run as ``python -m tests.crash OPS_FILE ARGS...``, this module runs the
 updater's command line and writes the list of file operations it performed (one per line) to
 ``OPS_FILE``, so a test can learn where the moments worth killing at are. A trickling relay
@@ -45,7 +45,8 @@ def run_updater(install: Path, trusted_root: Path, *extra: str, kill_at: int | N
         env["OPUSI_FAULT_PLAN"] = fault
     elif ops_file is not None:
         env["OPUSI_FAULT_PLAN"] = "count:0"
-    head = ["-m", "tests.crash", str(ops_file)] if ops_file is not None else ["-m", "updater.cli"]
+    head = (["-m", "tests.crash", str(ops_file)] if ops_file is not None
+            else ["-m", "updater.install.cli"])
     return subprocess.run([sys.executable, *head, *updater_args(install, trusted_root, *extra)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -107,7 +108,8 @@ class TrickleRelay:
 
 
 def _main(argv: Sequence[str]) -> int:
-    from updater import cli, fileops
+    from updater.install import cli
+    from updater.shared import fileops
 
     code = cli.main(argv[1:])
     seen = fileops._plan.seen if fileops._plan is not None else []  # noqa: SLF001 (test seam)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from updater import system
+from updater.shared import system
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.trees import program_builds, snapshot, write_tree
-from updater import fileops
-from updater.backup import (
+from updater.core.errors import DiskSpaceError, FileLockedError, RestoreFailedError
+from updater.core.paths import BACKUP_DIR, BUILD_FILE, EXCLUDED_DIRS, is_excluded
+from updater.install.backup.store import (
     BACKUP_NAME,
     PART_NAME,
     Backup,
@@ -26,8 +27,7 @@ from updater.backup import (
     restore_paths,
     split_parts,
 )
-from updater.errors import DiskSpaceError, FileLockedError, RestoreFailedError
-from updater.paths import BACKUP_DIR, BUILD_FILE, EXCLUDED_DIRS, is_excluded
+from updater.shared import fileops
 
 #: Customer data with the casing a practice might really have on a case-insensitive disk.
 ODD_CASING = {

@@ -29,13 +29,15 @@ from tests.conftest import (
     vendor_files,
 )
 from tests.trees import snapshot
-from updater import bootstrap, repository
-from updater.bootstrap import check_for_updates, main, updater_command
-from updater.cli import main as updater_main
-from updater.errors import RefusedByPolicyError
-from updater.paths import BUILD_FILE, CONFIG_FILE
-from updater.server import Server
-from updater.system import process_alive
+from updater.bootstrap.api import check_for_updates, updater_command
+from updater.bootstrap.cli import main
+from updater.bootstrap.spawn import spawn_detached
+from updater.core.errors import RefusedByPolicyError
+from updater.core.paths import BUILD_FILE, CONFIG_FILE
+from updater.install.cli import main as updater_main
+from updater.shared.system import process_alive
+from updater.vendor import repository
+from updater.vendor.server import Server
 
 PLATFORM = "linux-x86_64"
 
@@ -353,7 +355,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     linux-x86_64: a script that runs the real updater module, so it really updates."""
     base = tmp_path_factory.mktemp("own-vendor")
     own = make_vendor(base)
-    script = _updater_script(f'exec {shlex.quote(sys.executable)} -m updater.cli "$@"')
+    script = _updater_script(f'exec {shlex.quote(sys.executable)} -m updater.install.cli "$@"')
     exe = base / "opusi-INSTALLUpdate"
     exe.write_bytes(script)
     repository.publish_updater(own.repo, own.keys, exe, PLATFORM, "test")
@@ -471,4 +473,4 @@ def test_spawn_failure_is_a_refusal(tmp_path: Path) -> None:
     not_executable.write_bytes(b"#!/bin/sh\n")
     not_executable.chmod(0o644)
     with pytest.raises(RefusedByPolicyError, match="refused to start"):
-        bootstrap.spawn_detached([str(not_executable)], tmp_path)
+        spawn_detached([str(not_executable)], tmp_path)

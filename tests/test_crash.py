@@ -3,7 +3,7 @@
 SPEC section 4: killed at any moment, the next run leaves the install exactly at the old build or
 exactly at the new one, byte for byte (folders included), and the customer-data folders
 untouched. The moments are the updater's file operations (``OPUSI_KILL_AT``, see
-:mod:`updater.fileops`), learned from a counted run; downloads (not file operations of the seam)
+:mod:`updater.shared.fileops`), learned from a counted run; downloads (not file operations of the seam)
 are killed from outside while a trickling relay slows them down.
 """
 
@@ -32,8 +32,8 @@ from tests.conftest import (
 )
 from tests.crash import KILLED, ROOT, TrickleRelay, run_updater, spread, updater_args
 from tests.trees import snapshot
-from updater.journal import journal_path
-from updater.paths import LOG_DIR, WORK_DIR
+from updater.core.paths import LOG_DIR, WORK_DIR
+from updater.install.journal import journal_path
 
 OLD, NEW = 1147, 1155
 #: ``OPUSI_CRASH_ALL=1`` kills at every operation instead of an evenly spread sample (minutes).
@@ -322,7 +322,7 @@ def test_kill_during_download(vendor: Vendor, server_url: str, reference: Refere
     install = make_install(tmp_path / "opusi", vendor.trees[OLD], OLD, server_url)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "updater.cli",
+            [sys.executable, "-m", "updater.install.cli",
              *updater_args(install, vendor.root_file, "--server", f"http://127.0.0.1:{relay.port}")],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from updater.errors import all_error_classes
+from updater.core.errors import all_error_classes
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

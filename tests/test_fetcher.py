@@ -32,16 +32,16 @@ from tests.rawserver import (
     reply_status,
     reply_trickle,
 )
-from updater.errors import (
+from updater.core.errors import (
     ConnectionFailedError,
     LicenseRefusedError,
     PackageVerificationError,
     ServerResponseError,
     UntrustedMetadataError,
 )
-from updater.fetcher import Fetcher, NetworkSettings
-from updater.protocol import LICENSE_HEADER
-from updater.trust import tuf_errors
+from updater.core.protocol import LICENSE_HEADER
+from updater.shared.transport import Fetcher, NetworkSettings
+from updater.shared.trust import tuf_errors
 
 LICENSE = "DEMO-1147"
 SETTINGS = NetworkSettings(

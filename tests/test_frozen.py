@@ -29,8 +29,8 @@ from tests.conftest import (
     program_files,
     vendor_files,
 )
-from updater import system
-from updater.paths import LOG_DIR
+from updater.core.paths import LOG_DIR
+from updater.shared import system
 
 pytestmark = [pytest.mark.frozen, pytest.mark.posix_only]
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from updater.errors import LicenseDatabaseError
-from updater.licenses import License, judge, open_registry
-from updater.protocol import ANSWER_MALFORMED, ANSWER_REFUSED, ANSWER_UNREGISTERED
+from updater.core.errors import LicenseDatabaseError
+from updater.core.protocol import ANSWER_MALFORMED, ANSWER_REFUSED, ANSWER_UNREGISTERED
+from updater.vendor.licenses import License, judge, open_registry
 
 TODAY = date(2025, 6, 15)
 

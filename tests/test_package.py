@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.trees import write_tree
-from updater import package
-from updater.errors import PackageVerificationError, UnsafeArchiveError
+from updater.core.errors import PackageVerificationError, UnsafeArchiveError
+from updater.shared import package
 
 MTIME = 1_600_000_000  # 2020-09-13: what the package records, and staging must keep
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from updater.errors import UnsafeArchiveError
-from updater.paths import check_member_names
+from updater.core.errors import UnsafeArchiveError
+from updater.core.paths import check_member_names
 
 
 def test_case_collision_names_windows() -> None:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from updater.errors import (
+from updater.core.errors import (
     AlreadyRunningError,
     DiskSpaceError,
     FileLockedError,
     HostStillRunningError,
 )
-from updater.paths import WORK_DIR
-from updater.preflight import (
+from updater.core.paths import WORK_DIR
+from updater.install.preflight import (
     LOCK_NAME,
     check_local,
     check_space,
@@ -29,7 +29,7 @@ from updater.preflight import (
     install_lock,
     wait_for_exit,
 )
-from updater.system import (
+from updater.shared.system import (
     executable_name,
     free_bytes,
     network_location,
@@ -102,7 +102,7 @@ def test_process_alive_basics() -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from updater.preflight import install_lock
+from updater.install.preflight import install_lock
 with install_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(60)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from updater.progress import JSON_INTERVAL, make_reporter
+from updater.shared.progress import JSON_INTERVAL, make_reporter
 
 
 class CountingStream(io.StringIO):
@@ -89,7 +89,7 @@ def test_json_messages() -> None:
 def test_none_writes_nothing_but_logs(caplog: pytest.LogCaptureFixture) -> None:
     stream = io.StringIO()
     reporter = make_reporter("none", stream)
-    with caplog.at_level(logging.INFO, logger="updater.progress"):
+    with caplog.at_level(logging.INFO, logger="updater.shared.progress"):
         with reporter.phase("download", 100) as phase:
             phase.advance(100)
         reporter.message("Build 1148 installed")

@@ -30,11 +30,11 @@ from tests.proxies import Tinyproxy, start_tinyproxy
 from tests.rawserver import RawServer, reply_body
 from tests.relay import Relay
 from tests.test_update import run
-from updater.errors import ConnectionFailedError
-from updater.fetcher import Fetcher, NetworkSettings, proxy_for
-from updater.paths import CONFIG_FILE
-from updater.server import Server
-from updater.trust import read_view
+from updater.core.errors import ConnectionFailedError
+from updater.core.paths import CONFIG_FILE
+from updater.shared.transport import Fetcher, NetworkSettings, proxy_for
+from updater.shared.trust import read_view
+from updater.vendor.server import Server
 
 USER, PASSWORD = "opusi", "s3cret.pw-1"  # tinyproxy's config takes only [-a-z0-9._] here
 AUTH = f"{USER}:{PASSWORD}"

@@ -17,10 +17,11 @@ import pytest
 from tuf.api.metadata import Metadata
 
 from tests.trees import program_builds, snapshot, write_tree
-from updater import manifest as mf
-from updater import package, repository
-from updater.errors import PublishRefusedError, RepositoryError
-from updater.repo_cli import main as repo_main
+from updater.core import manifest as mf
+from updater.core.errors import PublishRefusedError, RepositoryError
+from updater.shared import package
+from updater.vendor import repository
+from updater.vendor.cli import main as repo_main
 
 
 @pytest.fixture
@@ -262,7 +263,7 @@ def test_killed_publish_leaves_what_clients_see_unchanged(
             [
                 sys.executable,
                 "-m",
-                "updater.repo_cli",
+                "updater.vendor.cli",
                 "publish",
                 "--repo",
                 str(repo_dir),

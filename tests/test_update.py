@@ -25,11 +25,11 @@ from tests.conftest import (
 )
 from tests.relay import Relay
 from tests.trees import snapshot
-from updater import fileops
-from updater.backup import BACKUP_NAME
-from updater.cli import main
-from updater.journal import journal_path
-from updater.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, LOG_DIR, WORK_DIR
+from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, LOG_DIR, WORK_DIR
+from updater.install.backup.store import BACKUP_NAME
+from updater.install.cli import main
+from updater.install.journal import journal_path
+from updater.shared import fileops
 
 
 def run(install: Path, vendor: Vendor, *extra: str) -> int:
@@ -189,7 +189,7 @@ def test_bad_arguments_are_error_10(install: Path, vendor: Vendor) -> None:
 
 
 def test_foreign_root_is_error_12(install: Path, vendor: Vendor, tmp_path: Path) -> None:
-    from updater import repository
+    from updater.vendor import repository
 
     repository.init_repository(tmp_path / "other", tmp_path / "other-keys")
     before = program_snapshot(install)

@@ -1,7 +1,7 @@
 """``python -m tests.faults [--quick] [--python] [CLASS ...]``: run the suite, print the table.
 
 By default the frozen updater is built (``scripts/build``, with the suite's own repository's
-root built in) and run; ``--python`` runs ``python -m updater.cli`` instead (faster, for
+root built in) and run; ``--python`` runs ``python -m updater.install.cli`` instead (faster, for
 development). Exits 1 when any case failed, listing the failures.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import make_vendor
 from tests.faults import CLASSES, Suite, run_classes, table
-from updater.server import Server
+from updater.vendor.server import Server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(scratch)
         vendor = make_vendor(base / "vendor")
         if args.python:
-            updater: tuple[str, ...] = (sys.executable, "-m", "updater.cli")
+            updater: tuple[str, ...] = (sys.executable, "-m", "updater.install.cli")
         else:
             from tests.frozen_build import build_frozen
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tests.faults import Outcome, Suite, evil
 from tests.faults.tampered import Served, run_case, served_copy
-from updater.manifest import FileEntry
-from updater.paths import EXCLUDED_DIRS, WORK_DIR
+from updater.core.manifest import FileEntry
+from updater.core.paths import EXCLUDED_DIRS, WORK_DIR
 
 KLASS = "malicious archives"
 UNSAFE = (22,)

@@ -47,11 +47,11 @@ from tests.faults.metadata import (
 from tests.processes import free_port, stop_process
 from tests.proxies import TINYPROXY
 from tests.relay import Relay
-from updater import backup
-from updater.licenses import open_registry
-from updater.paths import WORK_DIR
-from updater.preflight import LOCK_NAME
-from updater.protocol import LICENSE_HEADER
+from updater.core.paths import WORK_DIR
+from updater.core.protocol import LICENSE_HEADER
+from updater.install.backup import store as backup
+from updater.install.preflight import LOCK_NAME
+from updater.vendor.licenses import open_registry
 
 KLASS = "environment"
 _PAGE = 4096

@@ -23,8 +23,8 @@ import py7zr
 from py7zr.archiveinfo import write_uint64
 from securesystemslib.signer import Signer
 
-from updater import manifest as mf
-from updater import repository
+from updater.core import manifest as mf
+from updater.vendor import repository
 
 _SIGNATURE_HEADER = 32
 

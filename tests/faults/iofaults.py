@@ -1,6 +1,6 @@
 """I/O faults: operation k of the updater's file operations fails, once or from then on.
 
-Through the seam of :mod:`updater.fileops` (``OPUSI_FAULT_PLAN=once:K`` or ``from:K``, read by
+Through the seam of :mod:`updater.shared.fileops` (``OPUSI_FAULT_PLAN=once:K`` or ``from:K``, read by
 the frozen executable too), for every k of a full update over all pending builds (1147 ->
 1148, 1150, 1152, 1155) and every k of a run that restores an interrupted update (the restore
 that also follows a failed apply). The operations are learned from a counted run

@@ -1,6 +1,6 @@
 """Hard kills: the updater SIGKILLed at many distinct moments, then started again.
 
-The moments are the updater's file operations (``OPUSI_KILL_AT=K``, see :mod:`updater.fileops`:
+The moments are the updater's file operations (``OPUSI_KILL_AT=K``, see :mod:`updater.shared.fileops`:
 the process kills itself right before its operation K), learned once from a counted run of the
 source updater (``python -m tests.crash OPS_FILE``); the frozen updater performs the same
 operations in the same order, which :func:`learn` checks (killed at N, clean at N + 1). Phases:
@@ -46,7 +46,7 @@ from typing import TypeVar
 from tests.conftest import make_install
 from tests.crash import KILLED, ROOT, TrickleRelay, spread, updater_args
 from tests.faults import Before, Outcome, Suite, ended_at, outcome, own_temps_only
-from updater.paths import WORK_DIR
+from updater.core.paths import WORK_DIR
 
 KLASS = "hard kills"
 OLD, NEW = 1147, 1155

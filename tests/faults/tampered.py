@@ -22,8 +22,8 @@ from pathlib import Path
 from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, evil, outcome
 from tests.trees import snapshot
-from updater import repository
-from updater.server import Server
+from updater.vendor import repository
+from updater.vendor.server import Server
 
 KLASS = "tampered packages"
 OWN = (

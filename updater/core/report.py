@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from updater.errors import OpusiError, UsageError, exit_code_for
+from updater.core.errors import OpusiError, UsageError, exit_code_for
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The journal: a durable record of an update in progress, for recovery after a crash.
 
 One small JSON file, ``<install>/Database/SystemFiles/SecuMax2/UpdateFiles/journal.json``,
-written atomically and flushed (through :mod:`updater.fileops`) *before* each step that changes
-the install. While it exists, the install may be between builds; the next start of the updater
-finds it and restores the backup it names before doing anything else.
+written atomically and flushed (through :mod:`updater.shared.fileops`) *before* each step that
+changes the install. While it exists, the install may be between builds; the next start of the
+updater finds it and restores the backup it names before doing anything else.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from updater import fileops
-from updater.errors import FileLockedError, RestoreFailedError
-from updater.fetcher import disk_error
-from updater.paths import WORK_DIR
+from updater.core.errors import FileLockedError, RestoreFailedError
+from updater.core.paths import WORK_DIR
+from updater.shared import fileops
+from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
 

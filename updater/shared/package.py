@@ -31,8 +31,8 @@ import py7zr.exceptions
 from py7zr.helpers import ArchiveTimestamp
 from py7zr.io import Py7zIO, WriterFactory
 
-from updater.errors import PackageVerificationError, UnsafeArchiveError
-from updater.paths import path_problem
+from updater.core.errors import PackageVerificationError, UnsafeArchiveError
+from updater.core.paths import path_problem
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The update server: serves a repository's signed metadata and packages to licensed clients.
 
 Reads ``<repo>/metadata/<file>`` and ``<repo>/targets/<path>`` (nothing else of the
-repository) and the license registry (:mod:`updater.licenses`), which it checks on every
-request. Writes nothing itself; with a timestamp key it has :mod:`updater.repository`
+repository) and the license registry (:mod:`updater.vendor.licenses`), which it checks on every
+request. Writes nothing itself; with a timestamp key it has :mod:`updater.vendor.repository`
 re-sign ``metadata/timestamp.json`` before it expires (freeze protection).
 
 Runs on cheroot (threaded, TLS via the standard library) and answers through werkzeug's
@@ -37,9 +37,8 @@ from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wsgi import FileWrapper
 
-from updater.errors import LicenseDatabaseError, OpusiError, RepositoryError
-from updater.licenses import LicenseRegistry, judge, open_registry
-from updater.protocol import (
+from updater.core.errors import LicenseDatabaseError, OpusiError, RepositoryError
+from updater.core.protocol import (
     ERROR_HEADER,
     LICENSE_HEADER,
     METADATA_PREFIX,
@@ -47,6 +46,7 @@ from updater.protocol import (
     LicenseAnswer,
     license_problem,
 )
+from updater.vendor.licenses import LicenseRegistry, judge, open_registry
 
 logger = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ class Server:
 
     def _refresh_timestamp(self) -> None:
         """One look at timestamp.json; the key is read each time, so it may be replaced."""
-        from updater.repository import load_signer, refresh_timestamp
+        from updater.vendor.repository import load_signer, refresh_timestamp
 
         if self.timestamp_key is None:
             return

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from updater.fsutil import sha256_file
+from updater.shared.fsutil import sha256_file
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 from urllib3.util import parse_url
 
 from updater import __version__
-from updater.errors import (
+from updater.core.errors import (
     ConnectionFailedError,
     DiskSpaceError,
     FileLockedError,
@@ -47,8 +47,8 @@ from updater.errors import (
     PackageVerificationError,
     ServerResponseError,
 )
-from updater.fsutil import iter_file, sha256_of
-from updater.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
+from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
+from updater.shared.fsutil import iter_file, sha256_of
 
 log = logging.getLogger(__name__)
 

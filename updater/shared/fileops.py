@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from updater.fsutil import fsync_dir
+from updater.shared.fsutil import fsync_dir
 
 #: How long :func:`replace` and :func:`unlink` keep retrying a file that is in use.
 LOCK_RETRY_SECONDS = 10.0

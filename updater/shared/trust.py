@@ -2,7 +2,7 @@
 
 The only module that uses python-tuf's client. It starts from the trusted root built into the
 updater (or one given for tests), refreshes root, timestamp, snapshot and targets through our
-:class:`~updater.fetcher.Fetcher` (all checks of The Update Framework: signatures, expiry,
+:class:`~updater.shared.transport.Fetcher` (all checks of The Update Framework: signatures, expiry,
 rollback, mix-and-match, lengths), keeps the verified metadata in a cache folder for the next
 run's rollback protection, and describes what the repository offers as plain records.
 
@@ -21,13 +21,13 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from updater.errors import (
+from updater.core.errors import (
     ConnectionFailedError,
     OpusiError,
     ServerResponseError,
     UntrustedMetadataError,
 )
-from updater.fetcher import disk_error
+from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
 

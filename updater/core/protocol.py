@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from updater.errors import (
+from updater.core.errors import (
     LicenseMissingError,
     LicenseRefusedError,
     OpusiError,

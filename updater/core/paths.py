@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from updater.errors import UnsafeArchiveError
+from updater.core.errors import UnsafeArchiveError
 
 #: Folders left out of the backup and never written by the updater (SPEC section 2).
 EXCLUDED_DIRS: tuple[str, ...] = (

@@ -16,7 +16,7 @@ interrupted command leaves what clients see exactly as it was. Keys live in a se
 folder (``<role>.pem``, owner-only), never in the repository.
 
 This module reads and writes the repository and key folders; the pure checks it relies on live
-in :mod:`updater.paths` and :mod:`updater.manifest`.
+in :mod:`updater.core.paths` and :mod:`updater.core.manifest`.
 """
 
 from __future__ import annotations
@@ -52,15 +52,15 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from updater import manifest as mf
-from updater import package
-from updater.errors import (
+from updater.core import manifest as mf
+from updater.core.errors import (
     PublishRefusedError,
     RepositoryError,
     UnsafeArchiveError,
 )
-from updater.fsutil import atomic_write_bytes, fsync_dir, sha256_file
-from updater.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold
+from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold
+from updater.shared import package
+from updater.shared.fsutil import atomic_write_bytes, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 

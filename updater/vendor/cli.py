@@ -1,8 +1,8 @@
 """``opusi-repo``: the vendor's tool for the repository, the license registry and the server.
 
-Parses arguments and calls :mod:`updater.repository`, :mod:`updater.licenses` and (for
-``serve``) :mod:`updater.server`; prints results for a person to read. Errors become exit codes
-in :mod:`updater.report` only.
+Parses arguments and calls :mod:`updater.vendor.repository`, :mod:`updater.vendor.licenses`
+and (for ``serve``) :mod:`updater.vendor.server`; prints results for a person to read. Errors
+become exit codes in :mod:`updater.core.report` only.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from updater import package, repository
-from updater.errors import UsageError
-from updater.report import ArgumentParser, run_command
+from updater.core.errors import UsageError
+from updater.core.report import ArgumentParser, run_command
+from updater.shared import package
+from updater.vendor import repository
 
 DEFAULT_DB = Path("licenses.sqlite3")
 
@@ -196,7 +197,7 @@ def _resign(args: argparse.Namespace) -> int:
 
 
 def _license(args: argparse.Namespace) -> int:
-    from updater.licenses import open_registry
+    from updater.vendor.licenses import open_registry
 
     with open_registry(args.db) as registry:
         if args.license_command == "add":
@@ -226,7 +227,7 @@ def _license(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from updater import server
+    from updater.vendor import server
 
     host, port = _parse_bind(args.bind)
     if bool(args.cert) != bool(args.key):

@@ -2,7 +2,8 @@
 
 Backup reads every program file of the install (all files outside the customer-data folders,
 ``BUILD`` included) and writes them as a set of zips (stdlib :mod:`zipfile`, Deflate level 1,
-Zip64; ISA-L's Deflate through :mod:`updater.deflate`) into ``Database/SystemFiles/Backups/``,
+Zip64; ISA-L's Deflate through :mod:`updater.install.backup.deflate`) into
+``Database/SystemFiles/Backups/``,
 one part per processor core (at most two), written in parallel threads (the Deflate engine
 compresses and checksums without holding the GIL), the files spread over the parts by size so
 that the parts take about as long. Each part is written under a
@@ -18,8 +19,8 @@ missing or damaged is not used; deleting a backup deletes all its parts.
 Restore reads such a backup (the members of all its parts) and writes program files of the
 install back: only the paths an update touched (:func:`restore_paths`, after a failed update),
 or the whole program part (:func:`restore_full`, an administrator's ``--restore ZIP``). Every
-write goes through :mod:`updater.fileops`; nothing in the customer-data folders is ever written
-or removed.
+write goes through :mod:`updater.shared.fileops`; nothing in the customer-data folders is ever
+written or removed.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from updater import deflate, fileops
-from updater.errors import DiskSpaceError, FileLockedError, OpusiError, RestoreFailedError
-from updater.paths import BACKUP_DIR, check_member_names, fold, is_excluded, path_problem
+from updater.core.errors import DiskSpaceError, FileLockedError, OpusiError, RestoreFailedError
+from updater.core.paths import BACKUP_DIR, check_member_names, fold, is_excluded, path_problem
+from updater.install.backup import deflate
+from updater.shared import fileops
 
 log = logging.getLogger(__name__)
 deflate.use_in_zipfile()
@@ -310,7 +312,7 @@ def _write_parts(tmps: list[Path], parts: list[list[tuple[str, Path]]], build: i
         OSError: A file could not be read or a part not written.
 
     Test-only concession: with ``OPUSI_KILL_AT`` or ``OPUSI_FAULT_PLAN`` set
-    (:func:`updater.fileops.order_matters`), the parts are written one after another, so that
+    (:func:`updater.shared.fileops.order_matters`), the parts are written one after another, so that
     operation K of a counted run is operation K of the next run, which the crash and fault
     suites rely on. Unset (always, in real use), they are written in parallel.
     """

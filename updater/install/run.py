@@ -18,17 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from updater import apply, backup, config, fileops, journal, preflight, trust
-from updater.download import DownloadedBuild, download_builds, missing_bytes
-from updater.errors import (
+from updater.core.errors import (
     OpusiError,
     RestoreFailedError,
     UpdateRestoredError,
 )
-from updater.fetcher import Fetcher, FolderFetcher, NetworkSettings
-from updater.paths import BACKUP_DIR, BUILD_FILE, LOG_DIR, WORK_DIR
-from updater.plan import UpdatePlan, make_plan
-from updater.progress import Reporter
+from updater.core.paths import BACKUP_DIR, BUILD_FILE, LOG_DIR, WORK_DIR
+from updater.core.plan import UpdatePlan, make_plan
+from updater.install import apply, journal, preflight
+from updater.install.backup import store as backup
+from updater.shared import config, fileops, trust
+from updater.shared.download import DownloadedBuild, download_builds, missing_bytes
+from updater.shared.progress import Reporter
+from updater.shared.transport import Fetcher, FolderFetcher, NetworkSettings
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +316,7 @@ def _remove_leftovers(install: Path) -> None:
 
     They are the pre-flight's write probes (``.opusi-write-probe-<pid>``, in the working and
     backup folders or, before those exist, in a parent) and the temp file beside ``BUILD``
-    (:func:`updater.fileops.write_atomic`); no restore touches them, so a power loss at the
+    (:func:`updater.shared.fileops.write_atomic`); no restore touches them, so a power loss at the
     wrong moment would leave them for good. Runs before any network access.
     """
     folders = {install} | {

@@ -23,36 +23,14 @@ from __future__ import annotations
 import configparser
 import importlib.resources
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from updater.errors import ConfigError, LicenseMissingError
-from updater.paths import BUILD_FILE, CONFIG_FILE
-from updater.protocol import license_problem
+from updater.core.errors import ConfigError, LicenseMissingError
+from updater.core.install import IniSettings, Install
+from updater.core.paths import BUILD_FILE, CONFIG_FILE
+from updater.core.protocol import license_problem
 
 TRUSTED_ROOT_RESOURCE = "trusted_root.json"
-
-
-@dataclass(frozen=True)
-class IniSettings:
-    """What ``update.ini`` says (every value optional there)."""
-
-    server_url: str | None
-    license_number: str | None
-    proxy_url: str | None
-    keep_backups: int
-    host_wait_seconds: float
-    option_52: bool
-    option_53: bool
-
-
-@dataclass(frozen=True)
-class Install:
-    """An installation on disk and the build it has."""
-
-    root: Path
-    build: int
-    ini: IniSettings
 
 
 def read_ini(path: Path) -> IniSettings:

@@ -2,7 +2,7 @@
 
 Waits for the host program to exit, takes the one-run-per-install lock, and refuses early when
 the install is reached over the network, its drive is too full, or a folder cannot be written.
-Reads the process table, the mount table and free space (through :mod:`updater.system`).
+Reads the process table, the mount table and free space (through :mod:`updater.shared.system`).
 Writes only ``<install>/<WORK_DIR>/update.lock`` (kept between runs; the OS lock on it is what
 counts) and, for a moment, one probe file per checked folder, which it removes again.
 """
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import filelock
 
-from updater import fileops
-from updater.errors import (
+from updater.core.errors import (
     AlreadyRunningError,
     ConfigError,
     DiskSpaceError,
@@ -27,8 +26,9 @@ from updater.errors import (
     HostStillRunningError,
     RemoteInstallError,
 )
-from updater.paths import WORK_DIR
-from updater.system import free_bytes, network_location, process_alive
+from updater.core.paths import WORK_DIR
+from updater.shared import fileops
+from updater.shared.system import free_bytes, network_location, process_alive
 
 log = logging.getLogger(__name__)
 

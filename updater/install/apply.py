@@ -2,7 +2,7 @@
 
 Reads a verified package and the build's signed manifest; writes the staging folder (inside the
 updater's working folder, on the same file system as the install) and then the install, only
-through :mod:`updater.fileops`. ``BUILD`` is written last, when the build is complete.
+through :mod:`updater.shared.fileops`. ``BUILD`` is written last, when the build is complete.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from updater import fileops, package
-from updater.errors import OpusiError, PackageVerificationError
-from updater.fetcher import disk_error
-from updater.manifest import FileEntry
-from updater.paths import BUILD_FILE, fold
-from updater.plan import check_package, check_writable_paths
-from updater.trust import RemoteBuild
+from updater.core.errors import OpusiError, PackageVerificationError
+from updater.core.manifest import FileEntry
+from updater.core.paths import BUILD_FILE, fold
+from updater.core.plan import check_package, check_writable_paths
+from updater.shared import fileops, package
+from updater.shared.transport import disk_error
+from updater.shared.trust import RemoteBuild
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def package_names(
     from its header alone, before anything is extracted.
 
     Raises:
-        UnsafeArchiveError: See :func:`updater.plan.check_package`.
+        UnsafeArchiveError: See :func:`updater.core.plan.check_package`.
         PackageVerificationError: The package cannot be read, or its header does not match
             the manifest.
     """

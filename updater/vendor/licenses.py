@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from updater.errors import LicenseDatabaseError
-from updater.protocol import (
+from updater.core.errors import LicenseDatabaseError
+from updater.core.protocol import (
     ANSWER_MALFORMED,
     ANSWER_REFUSED,
     ANSWER_UNREGISTERED,

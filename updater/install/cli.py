@@ -2,8 +2,8 @@
 
 Merges flags with ``update.ini`` (flags win), sets up the run's log file in the install's
 ``Logs`` folder, asks before it changes anything (unless ``--yes``), runs
-:func:`updater.update.run_update`, and prints a summary. Errors become exit codes in
-:mod:`updater.report` only.
+:func:`updater.install.run.run_update`, and prints a summary. Errors become exit codes in
+:mod:`updater.core.report` only.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from updater import __version__, config, package, update
-from updater.errors import UsageError
-from updater.fetcher import NetworkSettings
-from updater.paths import LOG_DIR
-from updater.plan import UpdatePlan
-from updater.progress import PhaseHandle, Reporter, make_reporter
-from updater.report import ArgumentParser, run_command
+from updater import __version__
+from updater.core.errors import UsageError
+from updater.core.install import Install
+from updater.core.paths import LOG_DIR
+from updater.core.plan import UpdatePlan
+from updater.core.report import ArgumentParser, run_command
+from updater.install import run as update
+from updater.shared import config, package
+from updater.shared.progress import PhaseHandle, Reporter, make_reporter
+from updater.shared.transport import NetworkSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ def _setup_console(verbose: bool) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     # the report step prints the final error itself; the console needs it only once
-    console.addFilter(lambda record: record.name != "updater.report")
+    console.addFilter(lambda record: record.name != "updater.core.report")
     _add_handler(console)
 
 
@@ -120,7 +123,7 @@ def _setup_log_file(install: Path) -> Path | None:
     return path
 
 
-def _request(args: argparse.Namespace, install: config.Install) -> update.UpdateRequest:
+def _request(args: argparse.Namespace, install: Install) -> update.UpdateRequest:
     offline = args.offline
     network = None
     server = ""
@@ -226,8 +229,8 @@ def _list_package(path: Path) -> int:
 
 
 def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
-    from updater.backup import BACKUP_NAME
-    from updater.paths import BACKUP_DIR
+    from updater.core.paths import BACKUP_DIR
+    from updater.install.backup.store import BACKUP_NAME
 
     if zip_arg:
         zip_path = Path(zip_arg)

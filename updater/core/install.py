@@ -1,0 +1,32 @@
+"""What an install says about itself: its folder, its build and its ``update.ini``, as records.
+
+Pure: :mod:`updater.shared.config` reads them from disk; the bootstrap's rules and the updater
+decide on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class IniSettings:
+    """What ``update.ini`` says (every value optional there)."""
+
+    server_url: str | None
+    license_number: str | None
+    proxy_url: str | None
+    keep_backups: int
+    host_wait_seconds: float
+    option_52: bool
+    option_53: bool
+
+
+@dataclass(frozen=True)
+class Install:
+    """An installation on disk and the build it has."""
+
+    root: Path
+    build: int
+    ini: IniSettings
