@@ -3,7 +3,7 @@
 :func:`start_tinyproxy` writes a config into a temporary folder (tinyproxy cannot take port 0,
 so a free port is picked first), starts ``tinyproxy -d -c <conf>``, waits until the port
 accepts, and returns a :class:`Tinyproxy` whose log the tests read to see that requests went
-through it. Tests skip when tinyproxy is not installed (``.ci/run`` installs it).
+through it. Tests skip when tinyproxy is not installed (``scripts/test`` installs it when it may).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def start_tinyproxy(
         auth: (user, password) for Basic authentication, or None.
     """
     if TINYPROXY is None:
-        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy; .ci/run does it)")
+        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy; scripts/test does it when it may)")
     folder.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):
         port = free_port()

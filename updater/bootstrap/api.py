@@ -42,6 +42,7 @@ from updater.bootstrap.policy import (
     check_policy,
 )
 from updater.bootstrap.spawn import spawn_detached
+from updater.core.builds import RemoteUpdater, RepositoryView
 from updater.core.errors import RefusedByPolicyError, ServerResponseError
 from updater.core.install import Install
 from updater.core.paths import WORK_DIR
@@ -119,7 +120,7 @@ def _metadata_cache(install_root: Path) -> Iterator[Path]:
 
 
 def _read_view(install: Install, trusted_root: Path | None,
-               proxy: str | None) -> tuple[trust.RepositoryView, Fetcher]:
+               proxy: str | None) -> tuple[RepositoryView, Fetcher]:
     """Ask the server for the verified repository description, as the updater would.
 
     Raises:
@@ -277,7 +278,7 @@ def start_update(
     return StartedUpdate(pid=pid, updater=exe, command=command, output_log=output)
 
 
-def _updater_for(view: trust.RepositoryView, platform: str) -> trust.RemoteUpdater:
+def _updater_for(view: RepositoryView, platform: str) -> RemoteUpdater:
     """The signed updater for ``platform``.
 
     Raises:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from updater.core.builds import Member, RemoteBuild, RepositoryView
 from updater.core.errors import PlanError, UnsafeArchiveError
 from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold, path_problem
-from updater.shared.package import Member
-from updater.shared.trust import RemoteBuild, RepositoryView
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from updater.core.builds import RemoteBuild
 from updater.core.errors import OpusiError, PackageVerificationError
 from updater.core.manifest import FileEntry
 from updater.core.paths import BUILD_FILE, fold
 from updater.core.plan import check_package, check_writable_paths
 from updater.shared import fileops, package
 from updater.shared.transport import disk_error
-from updater.shared.trust import RemoteBuild
 
 log = logging.getLogger(__name__)
 

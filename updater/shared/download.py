@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from updater.core.builds import RemoteBuild, RemoteFile
 from updater.core.errors import PackageVerificationError
 from updater.core.manifest import FileEntry, manifest_from_json
 from updater.shared import fileops
 from updater.shared.fsutil import sha256_file
 from updater.shared.transport import disk_error
-from updater.shared.trust import RemoteBuild, RemoteFile
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ import py7zr.exceptions
 from py7zr.helpers import ArchiveTimestamp
 from py7zr.io import Py7zIO, WriterFactory
 
+from updater.core.builds import Member
 from updater.core.errors import PackageVerificationError, UnsafeArchiveError
 from updater.core.paths import path_problem
 
@@ -51,16 +52,6 @@ _READ_ERRORS = (
     IndexError,
     TypeError,
 )
-
-
-@dataclass(frozen=True)
-class Member:
-    """One entry of a package, as its header declares it (not yet trusted)."""
-
-    name: str
-    size: int
-    is_file: bool
-    is_link: bool
 
 
 def write_package(

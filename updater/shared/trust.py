@@ -4,7 +4,8 @@ The only module that uses python-tuf's client. It starts from the trusted root b
 updater (or one given for tests), refreshes root, timestamp, snapshot and targets through our
 :class:`~updater.shared.transport.Fetcher` (all checks of The Update Framework: signatures, expiry,
 rollback, mix-and-match, lengths), keeps the verified metadata in a cache folder for the next
-run's rollback protection, and describes what the repository offers as plain records.
+run's rollback protection, and describes what the repository offers as the records of
+:mod:`updater.core.builds`.
 
 python-tuf's exceptions become the product's errors here and nowhere else.
 """
@@ -14,13 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
+from updater.core.builds import RepositoryView, SchemaError, SignedTarget, describe_targets
 from updater.core.errors import (
     ConnectionFailedError,
     OpusiError,
@@ -30,56 +31,6 @@ from updater.core.errors import (
 from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A signed target: where it is, how long it is, its hash."""
-
-    name: str
-    url: str
-    length: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class RemoteBuild:
-    """One published build as its signed metadata describes it."""
-
-    build: int
-    previous: int | None
-    deleted: tuple[str, ...]
-    unpacked_size: int
-    package: RemoteFile
-    manifest: RemoteFile
-
-
-@dataclass(frozen=True)
-class RemoteUpdater:
-    """The frozen updater published for one platform."""
-
-    platform: str
-    version: str
-    file: RemoteFile
-
-
-@dataclass(frozen=True)
-class RepositoryView:
-    """Everything the verified metadata offers, sorted by build number."""
-
-    builds: tuple[RemoteBuild, ...]
-    updaters: tuple[RemoteUpdater, ...]
-
-    def updater_for(self, platform: str) -> RemoteUpdater | None:
-        """The updater published for ``platform``, if any."""
-        return next((u for u in self.updaters if u.platform == platform), None)
-
-
-def _target_url(base: str, target: TargetFile) -> str:
-    """URL of a target under consistent snapshots: ``<dir>/<sha256>.<name>``."""
-    folder, _, name = target.path.rpartition("/")
-    hashed = f"{target.hashes['sha256']}.{name}"
-    return f"{base}/targets/{folder}/{hashed}" if folder else f"{base}/targets/{hashed}"
 
 
 @contextmanager
@@ -166,40 +117,9 @@ def read_view(
 
 
 def _describe(base: str, targets: dict[str, TargetFile]) -> RepositoryView:
-    files = {
-        name: RemoteFile(name, _target_url(base, t), t.length, t.hashes["sha256"])
-        for name, t in targets.items()
-        if "sha256" in t.hashes
-    }
-    builds, updaters = [], []
-    for name, target in targets.items():
-        info = target.custom.get("opusi", {}) if isinstance(target.custom, dict) else {}
-        try:
-            if info.get("kind") == "build":
-                builds.append(_build_record(info, files[name], files[info["manifest"]]))
-            elif info.get("kind") == "updater":
-                updaters.append(
-                    RemoteUpdater(str(info["platform"]), str(info.get("version", "")), files[name])
-                )
-        except (KeyError, TypeError, ValueError) as e:
-            raise UntrustedMetadataError(f"The signed entry of {name} is incomplete ({e}).") from e
-    return RepositoryView(
-        builds=tuple(sorted(builds, key=lambda b: b.build)), updaters=tuple(updaters)
-    )
-
-
-def _build_record(
-    info: dict[str, object], package: RemoteFile, manifest: RemoteFile
-) -> RemoteBuild:
-    previous = info.get("previous")
-    deleted = info["deleted"]
-    if not isinstance(deleted, list):
-        raise TypeError("deleted is not a list")
-    return RemoteBuild(
-        build=int(str(info["build"])),
-        previous=int(str(previous)) if previous is not None else None,
-        deleted=tuple(str(p) for p in deleted),
-        unpacked_size=int(str(info["unpacked_size"])),
-        package=package,
-        manifest=manifest,
-    )
+    signed = {name: SignedTarget(t.length, t.hashes.get("sha256", ""), t.custom)
+              for name, t in targets.items()}
+    try:
+        return describe_targets(base, signed)
+    except SchemaError as e:
+        raise UntrustedMetadataError(str(e)) from e

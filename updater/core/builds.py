@@ -1,0 +1,242 @@
+"""The signed contract of a repository: what the targets metadata says about each file, as records.
+
+Pure. The vendor's publisher writes these records into the signed targets metadata
+(``custom["opusi"]`` of each target) with :meth:`BuildInfo.to_custom` and friends; the updater and
+the bootstrap read them back with :func:`describe_targets`, after python-tuf verified the
+signatures. One schema, one round trip: a record written is the record read.
+
+Also here: where a target lies under consistent snapshots (:func:`hashed_path`), and the records
+the client works with (:class:`RemoteFile`, :class:`RemoteBuild`, :class:`RemoteUpdater`,
+:class:`RepositoryView`) and a package's header entry (:class:`Member`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: The key of our records in a target's ``custom`` field.
+CUSTOM_KEY = "opusi"
+
+
+class SchemaError(ValueError):
+    """A signed record does not follow the schema (the caller decides which error that is)."""
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """The signed record of one build's package.
+
+    Attributes:
+        build: The build number.
+        previous: The build this one was made against (None for the first build).
+        deleted: Relative paths the build deletes.
+        unpacked_size: Bytes of all files in the package, unpacked.
+        files: Number of files in the package.
+        manifest: Target name of the build's manifest (``manifests/<build>.json``).
+    """
+
+    build: int
+    previous: int | None
+    deleted: tuple[str, ...]
+    unpacked_size: int
+    files: int
+    manifest: str
+
+    def to_custom(self) -> dict[str, Any]:
+        """The target's ``custom`` field."""
+        return {CUSTOM_KEY: {
+            "kind": "build", "build": self.build, "previous": self.previous,
+            "deleted": list(self.deleted), "unpacked_size": self.unpacked_size,
+            "files": self.files, "manifest": self.manifest,
+        }}
+
+    @classmethod
+    def from_custom(cls, custom: object) -> BuildInfo:
+        """Read the record back.
+
+        Raises:
+            SchemaError: It is not a complete build record.
+        """
+        info = _record(custom, "build")
+        deleted = info.get("deleted")
+        if not isinstance(deleted, list) or not all(isinstance(p, str) for p in deleted):
+            raise SchemaError("'deleted' is not a list of paths")
+        previous = info.get("previous")
+        return cls(
+            build=_number(info, "build"),
+            previous=None if previous is None else _number(info, "previous"),
+            deleted=tuple(deleted),
+            unpacked_size=_number(info, "unpacked_size"),
+            files=_number(info, "files") if "files" in info else 0,
+            manifest=_text(info, "manifest"),
+        )
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """The signed record of a build's manifest."""
+
+    build: int
+
+    def to_custom(self) -> dict[str, Any]:
+        """The target's ``custom`` field."""
+        return {CUSTOM_KEY: {"kind": "manifest", "build": self.build}}
+
+
+@dataclass(frozen=True)
+class UpdaterInfo:
+    """The signed record of a frozen updater published for one platform."""
+
+    platform: str
+    version: str
+
+    def to_custom(self) -> dict[str, Any]:
+        """The target's ``custom`` field."""
+        return {CUSTOM_KEY: {"kind": "updater", "platform": self.platform,
+                             "version": self.version}}
+
+    @classmethod
+    def from_custom(cls, custom: object) -> UpdaterInfo:
+        """Read the record back.
+
+        Raises:
+            SchemaError: It is not a complete updater record.
+        """
+        info = _record(custom, "updater")
+        version = info.get("version", "")
+        return cls(platform=_text(info, "platform"), version=str(version))
+
+
+def kind_of(custom: object) -> str | None:
+    """``"build"``, ``"manifest"``, ``"updater"`` or None (not one of our records)."""
+    info = custom.get(CUSTOM_KEY) if isinstance(custom, Mapping) else None
+    kind = info.get("kind") if isinstance(info, Mapping) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _record(custom: object, kind: str) -> Mapping[str, Any]:
+    if kind_of(custom) != kind:
+        raise SchemaError(f"not a {kind} record")
+    assert isinstance(custom, Mapping)
+    info: Mapping[str, Any] = custom[CUSTOM_KEY]
+    return info
+
+
+def _number(info: Mapping[str, Any], key: str) -> int:
+    value = info.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(f"{key!r} is missing or not a whole number")
+    return value
+
+
+def _text(info: Mapping[str, Any], key: str) -> str:
+    value = info.get(key)
+    if not isinstance(value, str) or not value:
+        raise SchemaError(f"{key!r} is missing or not a name")
+    return value
+
+
+def hashed_path(name: str, sha256: str) -> str:
+    """Where target ``name`` lies under consistent snapshots: ``<folder>/<sha256>.<file>``."""
+    folder, _, base = name.rpartition("/")
+    return f"{folder}/{sha256}.{base}" if folder else f"{sha256}.{base}"
+
+
+# --- what the client works with -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A signed target: its name, where it is, how long it is, its hash."""
+
+    name: str
+    url: str
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RemoteBuild:
+    """One published build as its signed metadata describes it."""
+
+    build: int
+    previous: int | None
+    deleted: tuple[str, ...]
+    unpacked_size: int
+    package: RemoteFile
+    manifest: RemoteFile
+
+
+@dataclass(frozen=True)
+class RemoteUpdater:
+    """The frozen updater published for one platform."""
+
+    platform: str
+    version: str
+    file: RemoteFile
+
+
+@dataclass(frozen=True)
+class RepositoryView:
+    """Everything the verified metadata offers, sorted by build number."""
+
+    builds: tuple[RemoteBuild, ...]
+    updaters: tuple[RemoteUpdater, ...]
+
+    def updater_for(self, platform: str) -> RemoteUpdater | None:
+        """The updater published for ``platform``, if any."""
+        return next((u for u in self.updaters if u.platform == platform), None)
+
+
+@dataclass(frozen=True)
+class SignedTarget:
+    """A target as the verified metadata lists it (the trust layer's neutral form)."""
+
+    length: int
+    sha256: str
+    custom: object
+
+
+def describe_targets(base_url: str, targets: Mapping[str, SignedTarget]) -> RepositoryView:
+    """What verified targets metadata offers: its builds and updaters.
+
+    Args:
+        base_url: The repository's URL (``targets/`` below it).
+        targets: Every target by name.
+
+    Raises:
+        SchemaError: A record of ours is incomplete, or names a manifest that is not signed.
+    """
+    files = {name: RemoteFile(name, f"{base_url}/targets/{hashed_path(name, t.sha256)}",
+                              t.length, t.sha256) for name, t in targets.items()}
+    builds, updaters = [], []
+    for name, target in targets.items():
+        try:
+            kind = kind_of(target.custom)
+            if kind == "build":
+                info = BuildInfo.from_custom(target.custom)
+                if not (target.sha256 and info.manifest in files and files[info.manifest].sha256):
+                    raise SchemaError(f"it or its manifest {info.manifest!r} has no sha256")
+                builds.append(RemoteBuild(info.build, info.previous, info.deleted,
+                                          info.unpacked_size, files[name], files[info.manifest]))
+            elif kind == "updater":
+                updater = UpdaterInfo.from_custom(target.custom)
+                if not target.sha256:
+                    raise SchemaError("it has no sha256")
+                updaters.append(RemoteUpdater(updater.platform, updater.version, files[name]))
+        except SchemaError as e:
+            raise SchemaError(f"The signed entry of {name} is incomplete ({e}).") from e
+    return RepositoryView(builds=tuple(sorted(builds, key=lambda b: b.build)),
+                          updaters=tuple(updaters))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of a package, as its header declares it (not yet trusted)."""
+
+    name: str
+    size: int
+    is_file: bool
+    is_link: bool
