@@ -59,13 +59,16 @@ import treegen  # noqa: E402
 
 from tests.frozen_build import build_frozen  # noqa: E402
 from tests.processes import free_port, stop_process  # noqa: E402
-from updater import apply, backup, download, package, repository, trust  # noqa: E402
 from updater.core.errors import OpusiError  # noqa: E402
-from updater.core.manifest import scan_tree  # noqa: E402
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
+from updater.install import apply  # noqa: E402
+from updater.install.backup import store as backup  # noqa: E402
+from updater.shared import download, package, trust  # noqa: E402
 from updater.shared.transport import Fetcher, NetworkSettings  # noqa: E402
+from updater.vendor import publish, repository  # noqa: E402
 from updater.vendor.licenses import open_registry  # noqa: E402
+from updater.vendor.trees import scan_tree  # noqa: E402
 
 try:
     import psutil
@@ -290,7 +293,7 @@ def publish_all(vendor: Path, trees: dict[int, Path]) -> Path:
     for i, (build, tree) in enumerate(trees.items()):
         started = time.perf_counter()
         method = package.DEFAULT_METHOD if i else BASELINE_METHOD
-        result = repository.publish_build(repo, keys, build, tree, method=method)
+        result = publish.publish_build(repo, keys, build, tree, method=method)
         log(
             f"published {build}: {fmt_mb(result.package_size)} in "
             f"{time.perf_counter() - started:.1f} s"
@@ -302,7 +305,7 @@ def publish_all(vendor: Path, trees: dict[int, Path]) -> Path:
 
 def package_file(repo: Path, build: int) -> Path:
     target = repository.load_state(repo).builds()[build]
-    return repo / "targets" / repository._hashed_name(target)  # noqa: SLF001 - the served name
+    return repository.target_file(repo, target)
 
 
 def deleted_files(repo: Path, build: int) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from tests.trees import program_builds, snapshot, write_tree
 from updater.core.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
 from updater.shared import fileops, package
-from updater.vendor import repository
+from updater.vendor import publish, repository
 from updater.vendor.licenses import open_registry
 from updater.vendor.server import Server
 
@@ -51,7 +51,7 @@ def make_vendor(
     for build, files in (builds or program_builds()).items():
         trees[build] = write_tree(base / f"tree-{build}", files)
         method = (methods or {}).get(build, package.DEFAULT_METHOD)
-        repository.publish_build(repo_dir, keys, build, trees[build], method=method)
+        publish.publish_build(repo_dir, keys, build, trees[build], method=method)
     with open_registry(db) as registry:
         registry.add(LICENSE, entitled_until=None, note="test customer")
         registry.add(REVOKED, entitled_until=None)
@@ -85,7 +85,7 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
     vendor = make_vendor(base, methods={1148: "lzma2", 1150: "zstd", 1155: "lzma2"})
     updater_exe, bootstrap_exe = build_frozen(vendor.root_file, base / "dist")
     platform = system.platform_name()
-    repository.publish_updater(vendor.repo, vendor.keys, updater_exe, platform, "test")
+    publish.publish_updater(vendor.repo, vendor.keys, updater_exe, platform, "test")
     server = Server(vendor.repo, vendor.db, threads=8)
     server.start()
     try:

@@ -36,7 +36,7 @@ from updater.core.errors import RefusedByPolicyError
 from updater.core.paths import BUILD_FILE, CONFIG_FILE
 from updater.install.cli import main as updater_main
 from updater.shared.system import process_alive
-from updater.vendor import repository
+from updater.vendor import publish
 from updater.vendor.server import Server
 
 PLATFORM = "linux-x86_64"
@@ -358,7 +358,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     script = _updater_script(f'exec {shlex.quote(sys.executable)} -m updater.install.cli "$@"')
     exe = base / "opusi-INSTALLUpdate"
     exe.write_bytes(script)
-    repository.publish_updater(own.repo, own.keys, exe, PLATFORM, "test")
+    publish.publish_updater(own.repo, own.keys, exe, PLATFORM, "test")
     server = Server(own.repo, own.db, threads=4)
     server.start()
     try:
@@ -430,7 +430,7 @@ def test_start_refuses_a_tampered_updater_and_runs_nothing(
     exe = tmp_path / "opusi-INSTALLUpdate"
     exe.write_bytes(good)
     platform = "linux-tampered"  # a platform of its own: the real updater stays intact
-    repository.publish_updater(own.repo, own.keys, exe, platform)
+    publish.publish_updater(own.repo, own.keys, exe, platform)
     [stored] = (own.repo / "targets" / "updater" / platform).iterdir()
     evil = _updater_script(f"touch {shlex.quote(str(marker))}")
     stored.write_bytes(evil)

@@ -20,8 +20,9 @@ from tests.trees import program_builds, snapshot, write_tree
 from updater.core import manifest as mf
 from updater.core.errors import PublishRefusedError, RepositoryError
 from updater.shared import package
-from updater.vendor import repository
+from updater.vendor import publish, repository
 from updater.vendor.cli import main as repo_main
+from updater.vendor.trees import scan_tree
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def _publish_all(repo_dir: Path, keys: Path, tmp_path: Path, upto: int = 99999) 
         if build > upto:
             break
         trees[build] = write_tree(tmp_path / f"tree-{build}", files)
-        repository.publish_build(repo_dir, keys, build, trees[build])
+        publish.publish_build(repo_dir, keys, build, trees[build])
     return trees
 
 
@@ -87,7 +88,7 @@ def test_three_builds_replay_to_the_vendor_trees(repo: tuple[Path, Path], tmp_pa
         staging.mkdir()
         package.extract_to(pkg, staging, info["unpacked_size"])
         assert sum(m.size for m in package.list_members(pkg)) == info["unpacked_size"]
-        for rel in mf.scan_tree(staging).files:
+        for rel in scan_tree(staging).files:
             (install / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / rel, install / rel)
         for rel in info["deleted"]:
@@ -125,7 +126,7 @@ def _files(root: Path) -> dict[str, str]:
 def _refused(repo_dir: Path, keys: Path, build: int, tree: Path, match: str, **kw: Any) -> None:
     before = snapshot(repo_dir)
     with pytest.raises(PublishRefusedError, match=match):
-        repository.publish_build(repo_dir, keys, build, tree, **kw)
+        publish.publish_build(repo_dir, keys, build, tree, **kw)
     assert snapshot(repo_dir) == before
 
 
@@ -156,9 +157,9 @@ def test_refuses_excluded_folders_unless_told(
     }
     tree = write_tree(tmp_path / "t", files)
     _refused(repo_dir, keys, 1150, tree, "customer data")
-    result = repository.publish_build(repo_dir, keys, 1150, tree, ignore_excluded=True)
+    result = publish.publish_build(repo_dir, keys, 1150, tree, ignore_excluded=True)
     assert sorted(result.left_out) == ["Help/a.htm", "database/systemfiles/USERINI/user.ini"]
-    manifest_names = set(mf.scan_tree(tree).files) - set(result.left_out)
+    manifest_names = set(scan_tree(tree).files) - set(result.left_out)
     assert set(result.diff.written) <= manifest_names
 
 
@@ -219,7 +220,7 @@ def test_refuses_keys_of_another_repository(
     tree = write_tree(tmp_path / "t", program_builds()[1150])
     before = snapshot(repo_dir)
     with pytest.raises(RepositoryError, match="is not the"):
-        repository.publish_build(repo_dir, tmp_path / "other-keys", 1150, tree)
+        publish.publish_build(repo_dir, tmp_path / "other-keys", 1150, tree)
     assert snapshot(repo_dir) == before
 
 
@@ -288,7 +289,7 @@ def test_killed_publish_leaves_what_clients_see_unchanged(
         assert state.timestamp.signed.version == old_version
     assert 1148 in outcomes, "no kill landed before the publish completed"
     if 1150 not in repository.load_state(repo_dir).builds():
-        repository.publish_build(repo_dir, keys, 1150, tree)
+        publish.publish_build(repo_dir, keys, 1150, tree)
     assert max(repository.load_state(repo_dir).builds()) == 1150
     assert not (repo_dir / repository.STAGING_DIR).exists()
 
@@ -300,12 +301,12 @@ def test_publish_updater_replaces_the_older_one(repo: tuple[Path, Path], tmp_pat
     repo_dir, keys = repo
     exe = tmp_path / "opusi-INSTALLUpdate.exe"
     exe.write_bytes(b"MZ first")
-    repository.publish_updater(repo_dir, keys, exe, "windows-x86_64", "0.1")
+    publish.publish_updater(repo_dir, keys, exe, "windows-x86_64", "0.1")
     exe.write_bytes(b"MZ second")
-    target = repository.publish_updater(repo_dir, keys, exe, "windows-x86_64", "0.2")
+    target = publish.publish_updater(repo_dir, keys, exe, "windows-x86_64", "0.2")
     linux = tmp_path / "opusi-INSTALLUpdate"
     linux.write_bytes(b"\x7fELF")
-    repository.publish_updater(repo_dir, keys, linux, "linux-x86_64")
+    publish.publish_updater(repo_dir, keys, linux, "linux-x86_64")
     names = sorted(repository.load_state(repo_dir).targets.signed.targets)
     assert names == [
         "updater/linux-x86_64/opusi-INSTALLUpdate",
@@ -313,7 +314,7 @@ def test_publish_updater_replaces_the_older_one(repo: tuple[Path, Path], tmp_pat
     ]
     assert target.custom["opusi"]["version"] == "0.2"
     with pytest.raises(PublishRefusedError):
-        repository.publish_updater(repo_dir, keys, exe, "Windows x64")
+        publish.publish_updater(repo_dir, keys, exe, "Windows x64")
 
 
 def test_refresh_timestamp_before_expiry(tmp_path: Path) -> None:
@@ -342,7 +343,7 @@ def test_refuses_the_build_file(published: tuple[Path, Path, Path], tmp_path: Pa
 def test_each_method_replays(method: str, repo: tuple[Path, Path], tmp_path: Path) -> None:
     repo_dir, keys = repo
     tree = write_tree(tmp_path / "tree", program_builds()[1147])
-    result = repository.publish_build(repo_dir, keys, 1147, tree, method=method)
+    result = publish.publish_build(repo_dir, keys, 1147, tree, method=method)
     out = tmp_path / "out"
     out.mkdir()
     package.extract_to(result.package, out, result.unpacked_size)

@@ -24,7 +24,7 @@ from py7zr.archiveinfo import write_uint64
 from securesystemslib.signer import Signer
 
 from updater.core import manifest as mf
-from updater.vendor import repository
+from updater.vendor import publish, repository
 
 _SIGNATURE_HEADER = 32
 
@@ -67,20 +67,20 @@ def sign_build(
         with tempfile.TemporaryDirectory(dir=repo, prefix=".evil-") as scratch:
             staged = Path(scratch) / f"{build}.7z"
             shutil.copyfile(package_file, staged)
-            with repository._new_targets_version(repo, state, signers) as (targets, placed):
+            with publish._new_targets_version(repo, state, signers) as (targets, placed):
                 if manifest is not None:
                     staged_manifest = Path(scratch) / f"{build}.json"
                     staged_manifest.write_bytes(mf.manifest_to_json(manifest))
                     kind = {"kind": "manifest", "build": build}
-                    repository._add_target(
+                    publish._add_target(
                         repo, targets, staged_manifest, manifest_name, kind, placed
                     )
                 elif manifest_name not in targets.signed.targets:
                     raise ValueError(f"build {build} has no manifest to keep; pass one")
-                target = repository._add_target(
+                target = publish._add_target(
                     repo, targets, staged, f"builds/{build}.7z", info, placed
                 )
-    return repo / "targets" / repository._hashed_name(target)
+    return repository.target_file(repo, target)
 
 
 def sign_with(
@@ -98,8 +98,8 @@ def sign_with(
             staged = Path(scratch) / path.name
             shutil.copyfile(path, staged)
             info = dict(targets.signed.targets[name].custom.get("opusi", {}))
-            repository._add_target(repo, targets, staged, name, info, [])
-        repository._commit_targets(
+            publish._add_target(repo, targets, staged, name, info, [])
+        repository.commit_targets(
             repo,
             targets,
             signers,
@@ -205,13 +205,13 @@ def read_manifest(repo: Path, build: int) -> dict[str, mf.FileEntry]:
     """The signed manifest of a published build."""
     state = repository.load_state(repo)
     entry = state.target(f"manifests/{build}.json")
-    return mf.manifest_from_json((repo / "targets" / repository._hashed_name(entry)).read_bytes())
+    return mf.manifest_from_json((repository.target_file(repo, entry)).read_bytes())
 
 
 def package_path(repo: Path, build: int) -> Path:
     """Where the package of a published build lies in ``targets/``."""
     state = repository.load_state(repo)
-    return repo / "targets" / repository._hashed_name(state.builds()[build])
+    return repository.target_file(repo, state.builds()[build])
 
 
 def build_info(repo: Path, build: int) -> dict[str, object]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, evil, outcome
 from tests.trees import snapshot
-from updater.vendor import repository
+from updater.vendor import publish, repository
 from updater.vendor.server import Server
 
 KLASS = "tampered packages"
@@ -142,11 +142,11 @@ def _foreign_repo(base: Path, suite: Suite) -> Served:
     """Another vendor's repository (own keys) with builds 1147 and 1148 of its own."""
     repo, keys = base / "repo", base / "keys"
     repository.init_repository(repo, keys)
-    repository.publish_build(repo, keys, 1147, suite.vendor.trees[1147])
+    publish.publish_build(repo, keys, 1147, suite.vendor.trees[1147])
     tree = base / "tree-1148"
     shutil.copytree(suite.vendor.trees[1148], tree)
     (tree / "opusi.exe").write_bytes(b"MZ another vendor's program")
-    repository.publish_build(repo, keys, 1148, tree)
+    publish.publish_build(repo, keys, 1148, tree)
     return Served(repo, keys, "")
 
 

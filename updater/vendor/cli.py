@@ -18,7 +18,7 @@ from pathlib import Path
 from updater.core.errors import UsageError
 from updater.core.report import ArgumentParser, run_command
 from updater.shared import package
-from updater.vendor import repository
+from updater.vendor import publish, repository
 
 DEFAULT_DB = Path("licenses.sqlite3")
 
@@ -152,7 +152,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    result = repository.publish_build(
+    result = publish.publish_build(
         args.repo,
         args.keys,
         args.build,
@@ -174,7 +174,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _publish_updater(args: argparse.Namespace) -> int:
-    target = repository.publish_updater(
+    target = publish.publish_updater(
         args.repo, args.keys, args.file, args.platform, args.version
     )
     print(f"Published {target.path} ({target.length:,} bytes, sha256 {target.hashes['sha256']}).")

@@ -15,23 +15,22 @@ Writers stage new files first and switch by replacing ``timestamp.json`` last, s
 interrupted command leaves what clients see exactly as it was. Keys live in a separate key
 folder (``<role>.pem``, owner-only), never in the repository.
 
-This module reads and writes the repository and key folders; the pure checks it relies on live
-in :mod:`updater.core.paths` and :mod:`updater.core.manifest`.
+This module reads the repository, writes its keys and metadata, and keeps one writer at a time;
+:mod:`updater.vendor.publish` adds builds and updaters to it. The signed records it lists are
+those of :mod:`updater.core.builds`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from filelock import FileLock, Timeout
 from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
@@ -52,15 +50,11 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from updater.core import manifest as mf
+from updater.core.builds import BuildInfo, hashed_path, kind_of
 from updater.core.errors import (
-    PublishRefusedError,
     RepositoryError,
-    UnsafeArchiveError,
 )
-from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold
-from updater.shared import package
-from updater.shared.fsutil import atomic_write_bytes, fsync_dir, sha256_file
+from updater.shared.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +80,13 @@ class RepoState:
         """Published build packages by build number."""
         result = {}
         for target in self.targets.signed.targets.values():
-            info = target.custom.get("opusi", {})
-            if info.get("kind") == "build":
-                result[int(info["build"])] = target
+            if kind_of(target.custom) == "build":
+                result[BuildInfo.from_custom(target.custom).build] = target
         return dict(sorted(result.items()))
+
+    def build_info(self, build: int) -> BuildInfo:
+        """The signed record of a published build."""
+        return BuildInfo.from_custom(self.builds()[build].custom)
 
     def target(self, name: str) -> TargetFile:
         """The signed entry of target ``name``.
@@ -101,19 +98,6 @@ class RepoState:
             return self.targets.signed.targets[name]
         except KeyError as e:
             raise RepositoryError(f"The repository has no target {name!r}.") from e
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    """What a publish did."""
-
-    build: int
-    previous: int | None
-    package: Path
-    package_size: int
-    diff: mf.TreeDiff
-    unpacked_size: int
-    left_out: tuple[str, ...] = field(default=())
 
 
 # --- keys and settings ----------------------------------------------------------------------
@@ -156,7 +140,7 @@ def read_settings(repo: Path) -> dict[str, Any]:
     return {"expiry_days": days}
 
 
-def _expiry(repo: Path, role: str) -> datetime:
+def expiry(repo: Path, role: str) -> datetime:
     return _now() + timedelta(days=int(read_settings(repo)["expiry_days"][role]))
 
 
@@ -261,7 +245,7 @@ def init_repository(repo: Path, keys: Path, expiry_days: Mapping[str, int] | Non
 
 
 def _write_initial_metadata(repo: Path, signers: Mapping[str, CryptoSigner]) -> None:
-    root = Metadata(Root(expires=_expiry(repo, "root"), consistent_snapshot=True))
+    root = Metadata(Root(expires=expiry(repo, "root"), consistent_snapshot=True))
     for role, signer in signers.items():
         root.signed.add_key(signer.public_key, role)
     root.sign(signers["root"])
@@ -269,11 +253,11 @@ def _write_initial_metadata(repo: Path, signers: Mapping[str, CryptoSigner]) -> 
     data = root.to_bytes(_SERIALIZER)
     atomic_write_bytes(meta / "1.root.json", data)
     atomic_write_bytes(meta / "root.json", data)
-    targets = Metadata(Targets(expires=_expiry(repo, "targets")))
-    _commit_targets(repo, targets, signers, snapshot_version=0, timestamp_version=0)
+    targets = Metadata(Targets(expires=expiry(repo, "targets")))
+    commit_targets(repo, targets, signers, snapshot_version=0, timestamp_version=0)
 
 
-def _commit_targets(
+def commit_targets(
     repo: Path,
     targets: Metadata[Targets],
     signers: Mapping[str, Signer],
@@ -291,7 +275,7 @@ def _commit_targets(
     snapshot = Metadata(
         Snapshot(
             version=snapshot_version + 1,
-            expires=_expiry(repo, "snapshot"),
+            expires=expiry(repo, "snapshot"),
             meta={"targets.json": MetaFile(version=targets.signed.version)},
         )
     )
@@ -306,7 +290,7 @@ def _write_timestamp(repo: Path, signer: Signer, version: int, snapshot_version:
     timestamp = Metadata(
         Timestamp(
             version=version,
-            expires=_expiry(repo, "timestamp"),
+            expires=expiry(repo, "timestamp"),
             snapshot_meta=MetaFile(version=snapshot_version),
         )
     )
@@ -335,293 +319,9 @@ def refresh_timestamp(repo: Path, signer: Signer, *, min_remaining: timedelta) -
     return True
 
 
-# --- publishing ---------------------------------------------------------------------------
-
-
-@contextmanager
-def _staging(repo: Path) -> Iterator[Path]:
-    """A fresh staging folder inside the repository (same file system), removed afterwards."""
-    base = repo / STAGING_DIR
-    base.mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=base))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):  # another command's staging may be in it
-            base.rmdir()
-
-
-def _scan_build_tree(tree: Path, ignore_excluded: bool) -> tuple[dict[str, Path], tuple[str, ...]]:
-    """The files of a vendor's build tree, checked against every publishing rule."""
-    if not tree.is_dir():
-        raise PublishRefusedError(f"The build tree {tree} is not a folder.")
-    scan = mf.scan_tree(tree)
-    if scan.links:
-        raise PublishRefusedError(
-            f"The build tree holds symbolic links, which a package cannot carry: "
-            f"{', '.join(scan.links[:5])}.",
-            hint="Replace them by the files they point to.",
-        )
-    if scan.specials:
-        raise PublishRefusedError(
-            f"The build tree holds special files: {', '.join(scan.specials[:5])}."
-        )
-    files, left_out = _drop_excluded(scan.files, ignore_excluded)
-    if any(fold(p) == fold(BUILD_FILE) for p in files):
-        raise PublishRefusedError(
-            f"The build tree holds a {BUILD_FILE} file; only the updater writes it, "
-            "once a build is completely applied.",
-            hint="Remove it from the build tree.",
-        )
-    try:
-        check_member_names(files)
-    except UnsafeArchiveError as e:
-        raise PublishRefusedError(e.message, hint="Rename the file in the build tree.") from e
-    if not files:
-        raise PublishRefusedError(f"The build tree {tree} holds no files.")
-    return files, left_out
-
-
-def _drop_excluded(files: dict[str, Path], ignore: bool) -> tuple[dict[str, Path], tuple[str, ...]]:
-    excluded = [p for p in files if excluded_dir_of(p) is not None]
-    if excluded and not ignore:
-        raise PublishRefusedError(
-            f"{len(excluded)} file(s) lie in folders the updater never writes (customer data), "
-            f"e.g. {excluded[0]!r} in {excluded_dir_of(excluded[0])}/.",
-            hint="Remove them from the build tree, or pass --ignore-excluded to leave them out.",
-        )
-    kept = {p: path for p, path in files.items() if p not in set(excluded)}
-    return kept, tuple(excluded)
-
-
-def _previous_manifest(repo: Path, state: RepoState, build: int | None) -> dict[str, mf.FileEntry]:
-    if build is None:
-        return {}
-    target = state.builds()[build]
-    name = target.custom["opusi"]["manifest"]
-    entry = state.target(name)
-    path = repo / "targets" / _hashed_name(entry)
-    try:
-        entry.verify_length_and_hashes(path.read_bytes())
-        return mf.manifest_from_json(path.read_bytes())
-    except (OSError, ValueError, TufRepositoryError) as e:
-        raise RepositoryError(
-            f"The manifest of build {build} ({path}) is missing or damaged: {e}"
-        ) from e
-
-
-def _hashed_name(target: TargetFile) -> str:
-    folder, _, base = target.path.rpartition("/")
-    hashed = f"{target.hashes['sha256']}.{base}"
-    return f"{folder}/{hashed}" if folder else hashed
-
-
-def publish_build(
-    repo: Path,
-    keys: Path,
-    build: int,
-    tree: Path,
-    *,
-    ignore_excluded: bool = False,
-    method: str = package.DEFAULT_METHOD,
-) -> PublishResult:
-    """Publish the complete program tree of build ``build``.
-
-    Writes ``builds/<build>.7z`` with the added and changed files since the newest published
-    build, the build's manifest, and new signed metadata, switched atomically.
-
-    Raises:
-        PublishRefusedError: The build breaks a publishing rule; nothing was written.
-        RepositoryError: The repository or keys are broken.
-    """
-    if method not in package.METHODS:
-        raise PublishRefusedError(
-            f"Unknown method {method!r}; choose from {list(package.METHODS)}."
-        )
-    with locked(repo):
-        cleanup_staging(repo)
-        state = load_state(repo)
-        signers = {role: load_role_signer(repo, keys, role, state) for role in ROLES[1:]}
-        previous = _check_build_number(state, build)
-        files, left_out = _scan_build_tree(tree, ignore_excluded)
-        new_manifest = mf.build_manifest(files)
-        diff = mf.diff_manifests(_previous_manifest(repo, state, previous), new_manifest)
-        if diff.empty:
-            raise PublishRefusedError(
-                f"Build {build} is identical to build {previous}; nothing to publish."
-            )
-        with _staging(repo) as staging:
-            new = _NewBuild(build, previous, tree, diff, new_manifest, method)
-            result = _stage_and_commit(repo, state, signers, staging, new)
-    return PublishResult(**{**result.__dict__, "left_out": left_out})
-
-
-def _check_build_number(state: RepoState, build: int) -> int | None:
-    if build < 1:
-        raise PublishRefusedError(f"Build number {build} is not a positive number.")
-    builds = state.builds()
-    newest = max(builds) if builds else None
-    if newest is not None and build <= newest:
-        raise PublishRefusedError(
-            f"Build {build} is not newer than the newest published build {newest}.",
-            hint="Builds are published in ascending order; nothing was changed.",
-        )
-    return newest
-
-
-@dataclass(frozen=True)
-class _NewBuild:
-    """A build that passed every check, ready to be packed and signed."""
-
-    build: int
-    previous: int | None
-    tree: Path
-    diff: mf.TreeDiff
-    manifest: Mapping[str, mf.FileEntry]
-    method: str
-
-    @property
-    def info(self) -> dict[str, Any]:
-        """The build's record in the signed targets metadata."""
-        return {
-            "kind": "build",
-            "build": self.build,
-            "previous": self.previous,
-            "deleted": list(self.diff.deleted),
-            "unpacked_size": sum(self.manifest[p].size for p in self.diff.written),
-            "files": len(self.diff.written),
-            "manifest": f"manifests/{self.build}.json",
-        }
-
-
-def _stage_and_commit(
-    repo: Path, state: RepoState, signers: Mapping[str, Signer], staging: Path, new: _NewBuild
-) -> PublishResult:
-    pkg = staging / f"{new.build}.7z"
-    package.write_package(pkg, new.tree, new.diff.written, new.method)
-    _test_extract(pkg, staging / "test", new.diff, new.manifest)
-    manifest_file = staging / f"{new.build}.json"
-    manifest_file.write_bytes(mf.manifest_to_json(new.manifest))
-    info = new.info
-    with _new_targets_version(repo, state, signers) as (targets, placed):
-        _add_target(
-            repo,
-            targets,
-            manifest_file,
-            info["manifest"],
-            {"kind": "manifest", "build": new.build},
-            placed,
-        )
-        pkg_target = _add_target(repo, targets, pkg, f"builds/{new.build}.7z", info, placed)
-    log.info(
-        "published build %d (%d files, %d deleted, %s)",
-        new.build,
-        info["files"],
-        len(new.diff.deleted),
-        new.method,
-    )
-    return PublishResult(
-        build=new.build,
-        previous=new.previous,
-        package=repo / "targets" / _hashed_name(pkg_target),
-        package_size=pkg_target.length,
-        diff=new.diff,
-        unpacked_size=info["unpacked_size"],
-    )
-
-
-def _test_extract(
-    pkg: Path, dest: Path, diff: mf.TreeDiff, manifest: Mapping[str, mf.FileEntry]
-) -> None:
-    """Extract the new package again and compare every file with the manifest."""
-    dest.mkdir()
-    package.extract_to(pkg, dest, max_size=sum(manifest[p].size for p in diff.written) + 1)
-    found = {p for p in mf.scan_tree(dest).files}
-    if found != set(diff.written):
-        raise RepositoryError(f"Test extraction of {pkg.name} gave other files than were packed.")
-    for name in diff.written:
-        if sha256_file(dest / name) != manifest[name].sha256:
-            raise RepositoryError(f"Test extraction of {pkg.name}: {name} differs from the tree.")
-
-
-@contextmanager
-def _new_targets_version(
-    repo: Path, state: RepoState, signers: Mapping[str, Signer]
-) -> Iterator[tuple[Metadata[Targets], list[Path]]]:
-    """Yield the next targets metadata to fill; commit it, or undo every file placed.
-
-    Until ``timestamp.json`` is replaced, clients see the old state; on any failure before
-    that, the target files placed for the new version are removed again.
-    """
-    targets = state.targets
-    targets.signed.version += 1
-    targets.signed.expires = _expiry(repo, "targets")
-    placed: list[Path] = []
-    try:
-        yield targets, placed
-        _commit_targets(
-            repo,
-            targets,
-            signers,
-            snapshot_version=state.snapshot.signed.version,
-            timestamp_version=state.timestamp.signed.version,
-        )
-    except BaseException:
-        for path in placed:
-            path.unlink(missing_ok=True)
-        raise
-
-
-def _add_target(
-    repo: Path,
-    targets: Metadata[Targets],
-    staged: Path,
-    name: str,
-    info: dict[str, Any],
-    placed: list[Path],
-) -> TargetFile:
-    """Move a staged file into ``targets/`` under its hashed name and list it in ``targets``."""
-    target = TargetFile.from_file(name, str(staged), ["sha256"])
-    target.unrecognized_fields["custom"] = {"opusi": info}
-    final = repo / "targets" / _hashed_name(target)
-    if not final.exists():  # same name means same content: it is already in place
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-        fsync_dir(final.parent)
-        placed.append(final)
-    targets.signed.targets[name] = target
-    return target
-
-
-def publish_updater(
-    repo: Path, keys: Path, exe: Path, platform: str, version: str = ""
-) -> TargetFile:
-    """Publish the frozen updater for ``platform``, replacing the one published before.
-
-    Raises:
-        PublishRefusedError: Bad platform name or not a regular file; nothing was written.
-        RepositoryError: The repository or keys are broken.
-    """
-    if not PLATFORM_PATTERN.fullmatch(platform):
-        raise PublishRefusedError(f"Bad platform name {platform!r} (e.g. windows-x86_64).")
-    if exe.is_symlink() or not exe.is_file() or exe.stat().st_size == 0:
-        raise PublishRefusedError(f"{exe} is not a regular, non-empty file.")
-    with locked(repo):
-        state = load_state(repo)
-        signers = {role: load_role_signer(repo, keys, role, state) for role in ROLES[1:]}
-        prefix = f"updater/{platform}/"
-        info = {"kind": "updater", "platform": platform, "version": version}
-        with (
-            _staging(repo) as staging,
-            _new_targets_version(repo, state, signers) as (targets, placed),
-        ):
-            for name in [n for n in targets.signed.targets if n.startswith(prefix)]:
-                del targets.signed.targets[name]
-            staged = staging / exe.name
-            shutil.copyfile(exe, staged)
-            target = _add_target(repo, targets, staged, prefix + exe.name, info, placed)
-    return target
+def target_file(repo: Path, target: TargetFile) -> Path:
+    """Where a signed target's file lies in the repository (its hashed name)."""
+    return repo / "targets" / hashed_path(target.path, target.hashes["sha256"])
 
 
 def cleanup_staging(repo: Path) -> None:
