@@ -8,7 +8,7 @@ repository with a license, serves it with our server (``opusi-repo serve``, 8 th
 process) on 127.0.0.1, and measures, ours and the native tool in turn on the same data, each
 time the median of ``--runs`` runs (3; the download row 7, it is cheap and moves most):
 
-1. backup of the install: ``backup.create_backup`` vs ``7zz a -tzip -mx1`` and ``zip -r -1``;
+1. backup of the install: ``writer.create_backup`` vs ``7zz a -tzip -mx1`` and ``zip -r -1``;
 2. apply one build: ``apply.stage_build`` + ``install_build`` vs ``7zz x`` of the same files
    packed as LZMA2 -mx5;
 3. download of a large file: ``Fetcher.download_package`` (hash included) vs ``curl`` from our
@@ -63,7 +63,7 @@ from updater.core.errors import OpusiError  # noqa: E402
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
 from updater.install import apply  # noqa: E402
-from updater.install.backup import store as backup  # noqa: E402
+from updater.install.backup import store, writer  # noqa: E402
 from updater.shared import download, package, trust  # noqa: E402
 from updater.shared.transport import Fetcher, NetworkSettings  # noqa: E402
 from updater.vendor import publish, repository  # noqa: E402
@@ -477,7 +477,7 @@ def bench_backup(b: Bench) -> Row:
 
     for _ in range(b.cfg.runs):
         os.sync()
-        seconds, peak = timed_call(lambda: backup.create_backup(b.install, BUILDS[0]))
+        seconds, peak = timed_call(lambda: writer.create_backup(b.install, BUILDS[0]))
         made = list((b.install / BACKUP_DIR).glob("*.zip"))  # the backup's parts
         record("ours", seconds, peak, sum(part.stat().st_size for part in made))
         shutil.rmtree(b.install / BACKUP_DIR)
@@ -610,7 +610,7 @@ def check_build(install: Path, tree: Path, build: int, who: str) -> None:
     if found != str(build):
         raise BenchError(f"{who}: the install is at build {found}, not {build}")
     want = {p: f.stat().st_size for p, f in scan_tree(tree).files.items()}
-    have = {p: f.stat().st_size for p, f in backup.install_files(install).items()}
+    have = {p: f.stat().st_size for p, f in store.install_files(install).items()}
     have.pop(BUILD_FILE, None)
     if have != want:
         wrong = sorted(set(have.items()) ^ set(want.items()))[:5]

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import treegen  # noqa: E402
 
-from updater.shared import system  # noqa: E402
-from updater.vendor import repository  # noqa: E402
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, LOG_DIR  # noqa: E402
 from updater.install.backup.store import BACKUP_NAME  # noqa: E402
+from updater.shared import system  # noqa: E402
+from updater.vendor import repository  # noqa: E402
 from updater.vendor.licenses import open_registry  # noqa: E402
 
 DEMO = ROOT / "demo"

@@ -15,7 +15,7 @@ from updater.core.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
 from updater.shared import fileops, package
 from updater.vendor import publish, repository
 from updater.vendor.licenses import open_registry
-from updater.vendor.server import Server
+from updater.vendor.serving import Server
 
 LICENSE = "DEMO-1147"
 REVOKED = "REVOKED-1"

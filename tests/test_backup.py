@@ -12,21 +12,18 @@ from pathlib import Path
 import pytest
 
 from tests.trees import program_builds, snapshot, write_tree
-from updater.core.errors import DiskSpaceError, FileLockedError, RestoreFailedError
+from updater.core.errors import DiskError, DiskSpaceError, RestoreFailedError
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, EXCLUDED_DIRS, is_excluded
+from updater.install.backup.restore import restore_full, restore_paths
 from updater.install.backup.store import (
     BACKUP_NAME,
     PART_NAME,
     Backup,
-    create_backup,
-    ensure_backup,
     find_current_backup,
     install_files,
     part_paths,
-    restore_full,
-    restore_paths,
-    split_parts,
 )
+from updater.install.backup.writer import create_backup, ensure_backup, split_parts
 from updater.shared import fileops
 
 #: Customer data with the casing a practice might really have on a case-insensitive disk.
@@ -175,11 +172,12 @@ def test_disk_full_while_backing_up_leaves_no_temp_file(tmp_path: Path, at: int)
     assert snapshot(install) == before
 
 
-def test_other_write_failure_is_file_locked_and_leaves_no_temp_file(tmp_path: Path) -> None:
+def test_an_io_error_is_a_disk_error_and_leaves_no_temp_file(tmp_path: Path) -> None:
     install = _install(tmp_path / "opusi")
-    fileops.set_fault_plan(fileops.FaultPlan(at=4))
-    with pytest.raises(FileLockedError):
+    fileops.set_fault_plan(fileops.FaultPlan(at=4))  # EIO, as a failing disk gives
+    with pytest.raises(DiskError) as caught:
         create_backup(install, 1147)
+    assert caught.value.exit_code == 25 and "Nothing was changed" in caught.value.safe
     assert _backups(install) == []
 
 

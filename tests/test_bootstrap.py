@@ -37,7 +37,7 @@ from updater.core.paths import BUILD_FILE, CONFIG_FILE
 from updater.install.cli import main as updater_main
 from updater.shared.system import process_alive
 from updater.vendor import publish
-from updater.vendor.server import Server
+from updater.vendor.serving import Server
 
 PLATFORM = "linux-x86_64"
 

@@ -65,7 +65,7 @@ def test_wait_for_exit_times_out_on_a_running_process() -> None:
         with pytest.raises(HostStillRunningError) as info:
             wait_for_exit(child.pid, timeout=0.3, poll=0.05)
         assert str(child.pid) in info.value.message
-        assert "Nothing was changed" in info.value.message
+        assert info.value.safe == "Nothing was changed."
         assert "all workstations" in info.value.hint
         assert info.value.exit_code == 19
     finally:
@@ -128,7 +128,7 @@ def test_lock_is_exclusive_across_processes(
 ) -> None:
     with pytest.raises(AlreadyRunningError) as info, install_lock(tmp_path):
         pass
-    assert "nothing was changed" in info.value.message
+    assert info.value.safe == "Nothing was changed."
     assert info.value.exit_code == 18
 
 

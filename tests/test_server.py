@@ -27,8 +27,9 @@ import urllib3
 
 from updater.core.errors import LicenseDatabaseError, RepositoryError
 from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER
+from updater.vendor.app import scrub_addresses
 from updater.vendor.licenses import open_registry
-from updater.vendor.server import Server, scrub_addresses
+from updater.vendor.serving import Server
 
 PACKAGE_SIZE = 5 * 1024 * 1024
 ACTIVE = "ACTIVE-1"
@@ -376,7 +377,7 @@ def _server_log(caplog: pytest.LogCaptureFixture) -> str:
 def _wait_for_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[str]:
     deadline = time.monotonic() + 5
     while True:
-        lines = [r.getMessage() for r in caplog.records if r.name == "updater.vendor.server"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "updater.vendor.app"]
         requests = [line for line in lines if " ms" in line]
         if len(requests) >= count or time.monotonic() > deadline:
             return requests

@@ -49,7 +49,7 @@ from tests.proxies import TINYPROXY
 from tests.relay import Relay
 from updater.core.paths import WORK_DIR
 from updater.core.protocol import LICENSE_HEADER
-from updater.install.backup import store as backup
+from updater.install.backup.writer import ensure_backup
 from updater.install.preflight import LOCK_NAME
 from updater.vendor.licenses import open_registry
 
@@ -314,7 +314,7 @@ def _disk_fills(case: str, with_backup: bool, codes: Sequence[int]) -> Case:
                 return skipped(case, "mount -t tmpfs was refused")
             install = make_install(mnt / "opusi", suite.vendor.trees[1147], 1147, served.url)
             if with_backup:
-                backup.ensure_backup(install, 1147)
+                ensure_backup(install, 1147)
             keep = _target_pages(served.repo) + 2
             filled: list[int] = []
             port = int(served.url.rsplit(":", 1)[1])

@@ -71,14 +71,14 @@ def sign_build(
                 if manifest is not None:
                     staged_manifest = Path(scratch) / f"{build}.json"
                     staged_manifest.write_bytes(mf.manifest_to_json(manifest))
-                    kind = {"kind": "manifest", "build": build}
+                    kind = {"opusi": {"kind": "manifest", "build": build}}
                     publish._add_target(
                         repo, targets, staged_manifest, manifest_name, kind, placed
                     )
                 elif manifest_name not in targets.signed.targets:
                     raise ValueError(f"build {build} has no manifest to keep; pass one")
                 target = publish._add_target(
-                    repo, targets, staged, f"builds/{build}.7z", info, placed
+                    repo, targets, staged, f"builds/{build}.7z", {"opusi": info}, placed
                 )
     return repository.target_file(repo, target)
 
@@ -97,8 +97,8 @@ def sign_with(
         for name, path in (edit or {}).items():
             staged = Path(scratch) / path.name
             shutil.copyfile(path, staged)
-            info = dict(targets.signed.targets[name].custom.get("opusi", {}))
-            publish._add_target(repo, targets, staged, name, info, [])
+            custom = dict(targets.signed.targets[name].custom)
+            publish._add_target(repo, targets, staged, name, custom, [])
         repository.commit_targets(
             repo,
             targets,

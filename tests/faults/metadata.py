@@ -1,7 +1,7 @@
 """Metadata attacks, as in The Update Framework: every one refused in bounded time, nothing applied.
 
 Each case works on its own copy of the vendor's repository, key folder and license registry,
-served by its own :class:`~updater.vendor.server.Server` (or, for the broken-transport cases, by a
+served by its own :class:`~updater.vendor.serving.Server` (or, for the broken-transport cases, by a
 raw-socket server of :mod:`tests.rawserver` that serves the copy's files), and tampers only with
 that copy: signing with :mod:`tuf.api.metadata` directly, as an attacker holding (or lacking) a
 key would. The suite's own vendor is never changed.
@@ -38,7 +38,7 @@ from tests.faults import Before, Outcome, Suite, outcome
 from tests.rawserver import RawServer, reply_body, reply_endless, reply_stall, reply_trickle
 from tests.trees import snapshot
 from updater.vendor.repository import load_signer
-from updater.vendor.server import Server
+from updater.vendor.serving import Server
 
 KLASS = "metadata attacks"
 #: Seconds within which an ordinary refusal must come (a frozen start included).

@@ -23,7 +23,7 @@ from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, evil, outcome
 from tests.trees import snapshot
 from updater.vendor import publish, repository
-from updater.vendor.server import Server
+from updater.vendor.serving import Server
 
 KLASS = "tampered packages"
 OWN = (

@@ -43,14 +43,14 @@ from updater.bootstrap.policy import (
 )
 from updater.bootstrap.spawn import spawn_detached
 from updater.core.builds import RemoteUpdater, RepositoryView
-from updater.core.errors import RefusedByPolicyError, ServerResponseError
+from updater.core.errors import RefusedByPolicyError, ServerResponseError, error_from_os
 from updater.core.install import Install
 from updater.core.paths import WORK_DIR
 from updater.core.plan import make_plan
 from updater.install import journal
 from updater.shared import config, system, trust
 from updater.shared.download import fetch_verified
-from updater.shared.transport import Fetcher, NetworkSettings, disk_error
+from updater.shared.transport import Fetcher, NetworkSettings
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ def _make_folder(download_dir: Path | None) -> Path:
             return Path(tempfile.mkdtemp(prefix="opusi-update-"))
         download_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise disk_error(e, download_dir or Path(tempfile.gettempdir())) from e
+        raise error_from_os(
+            e, f"create the download folder {download_dir or tempfile.gettempdir()}") from e
     return download_dir.resolve()
 
 

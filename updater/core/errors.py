@@ -6,9 +6,20 @@ entry points turn them into exit codes and messages, through :func:`exit_code_fo
 Codes 1, 2, 6 and 7 mean what the vendor's documentation of the Internet update always said
 (license problem, license problem, no connection, registration missing). The others are ours,
 numbered from 10 so they never collide with the remaining numbers of the old updater.
+
+Every error carries three texts for the user: ``message`` (what happened), ``safe`` (what was
+kept safe: set by the step that knows the state of the install, usually the workflow, not by
+the module that raised), and ``hint`` (what the user can do). :mod:`updater.core.report`
+renders them in that order. A failed file operation becomes one of three errors through
+:func:`error_from_os`, the one mapping of :class:`OSError` to the product's errors.
 """
 
 from __future__ import annotations
+
+import errno
+
+#: What an error says was kept safe when it ended a run before the install changed.
+NOTHING_CHANGED = "Nothing was changed."
 
 
 class OpusiError(Exception):
@@ -22,13 +33,20 @@ class OpusiError(Exception):
     exit_code = 70
     title = "internal error"
 
-    def __init__(self, message: str, *, hint: str = "") -> None:
+    def __init__(self, message: str, *, hint: str = "", safe: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.safe = safe
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        return " ".join(t for t in (self.message, self.safe, self.hint) if t)
+
+    def keeping(self, safe: str) -> OpusiError:
+        """This error, saying ``safe`` about the install unless it says something already."""
+        if not self.safe:
+            self.safe = safe
+        return self
 
 
 # --- license and server answers (the seed's numbers) -------------------------------------
@@ -101,10 +119,18 @@ class DiskSpaceError(OpusiError):
 
 
 class FileLockedError(OpusiError):
-    """A file of the install cannot be written: locked, read-only, or no permission."""
+    """A file cannot be written: locked by another program, read-only, or no permission."""
 
     exit_code = 15
     title = "file locked or not writable"
+
+
+class DiskError(OpusiError):
+    """A file operation failed otherwise: a device error, a file that vanished, a damaged file
+    system, a file that does not read back as written."""
+
+    exit_code = 25
+    title = "read or write error on the disk"
 
 
 class UpdateRestoredError(OpusiError):
@@ -195,6 +221,52 @@ class LicenseDatabaseError(OpusiError):
 
 
 INTERRUPTED_EXIT_CODE = 130
+
+# --- the one mapping of OSError -------------------------------------------------------------
+
+_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_LOCKED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY,
+                     getattr(errno, "ETXTBSY", errno.EBUSY)})
+#: Windows' own codes (``OSError.winerror``) for a file another process holds: sharing and lock
+#: violation, access denied, and "the disk is full" (ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL).
+_WIN_LOCKED = frozenset({5, 32, 33})
+_WIN_FULL = frozenset({39, 112})
+
+
+def os_error_kind(error: OSError) -> str:
+    """``"full"``, ``"locked"`` (locked, read-only, no permission) or ``"other"``."""
+    winerror = getattr(error, "winerror", None)
+    if error.errno in _FULL or winerror in _WIN_FULL:
+        return "full"
+    if error.errno in _LOCKED or winerror in _WIN_LOCKED or isinstance(error, PermissionError):
+        return "locked"
+    return "other"
+
+
+def error_from_os(error: OSError, doing: str) -> OpusiError:
+    """The product's error for a failed file operation.
+
+    Args:
+        error: What the operating system raised.
+        doing: What failed, to follow "could not" ("write the journal in C:/opus/...").
+
+    Returns:
+        :class:`DiskSpaceError` (14) for a full disk or quota, :class:`FileLockedError` (15) for
+        a file that is locked, read-only or not permitted, :class:`DiskError` (25) otherwise.
+    """
+    reason = error.strerror or str(error)
+    kind = os_error_kind(error)
+    if kind == "full":
+        return DiskSpaceError(f"The disk is full: could not {doing}.",
+                              hint="Free some disk space and start the update again.")
+    if kind == "locked":
+        return FileLockedError(
+            f"Could not {doing}: {reason}.",
+            hint="Close opus i on every workstation and any program using its files (a virus "
+            "scanner, a backup program), check that the folder is writable (run the update as "
+            "administrator), and start the update again.")
+    return DiskError(f"Could not {doing}: {reason}.",
+                     hint="Check the disk for errors (Windows: chkdsk) and start the update again.")
 
 
 def exit_code_for(error: BaseException) -> int:

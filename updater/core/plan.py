@@ -54,7 +54,7 @@ def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
         if build.previous != expected:
             raise PlanError(
                 _gap_message(installed, build, expected, known),
-                hint="Nothing was changed. Please contact the vendor's support.",
+                hint="Please contact the vendor's support.",
             )
         expected = build.build
     return UpdatePlan(installed=installed, builds=pending)

@@ -107,7 +107,7 @@ def error_from_answer(header_value: str | None, body: bytes) -> OpusiError | Non
 _LICENSE_HINTS = {
     ANSWER_MALFORMED: "Check the license number in update.ini ([Update] license) "
     "against your license certificate.",
-    ANSWER_REFUSED: "Nothing was changed. Please contact the vendor about your license.",
-    ANSWER_UNREGISTERED: "Nothing was changed. Ask the vendor to register your license "
+    ANSWER_REFUSED: "Please contact the vendor about your license.",
+    ANSWER_UNREGISTERED: "Ask the vendor to register your license "
     "for the Internet update (by phone or e-mail).",
 }

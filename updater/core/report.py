@@ -39,10 +39,8 @@ def format_error(error: BaseException) -> str:
     """The message shown to the user for an error that ended a run."""
     code = exit_code_for(error)
     if isinstance(error, OpusiError):
-        text = f"Error {code}: {error.title}.\n{error.message}"
-        if error.hint:
-            text += f"\n{error.hint}"
-        return text
+        return "\n".join(t for t in (f"Error {code}: {error.title}.", error.message, error.safe,
+                                      error.hint) if t)
     if isinstance(error, KeyboardInterrupt):
         return f"Error {code}: interrupted."
     return (

@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from updater.core.builds import RemoteBuild
-from updater.core.errors import OpusiError, PackageVerificationError
+from updater.core.errors import OpusiError, PackageVerificationError, error_from_os
 from updater.core.manifest import FileEntry
 from updater.core.paths import BUILD_FILE, fold
 from updater.core.plan import check_package, check_writable_paths
 from updater.shared import fileops, package
-from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,8 @@ def stage_build(
     try:
         staged = package.extract_to(pkg, staging, build.unpacked_size, flat=True)
     except OSError as e:  # disk full or not writable while unpacking: the product's error
-        raise disk_error(e, Path(e.filename or staging)) from e
+        raise error_from_os(
+            e, f"unpack build {build.build} into {e.filename or staging}") from e
     if set(staged) != set(names):
         raise PackageVerificationError(
             f"Package {build.build} unpacked to other files than it lists."
@@ -123,7 +123,9 @@ def install_build(
     except OpusiError:
         raise
     except OSError as e:
-        raise disk_error(e, Path(e.filename or install)) from e
+        raise error_from_os(
+            e, f"put the files of build {build.build} in place ({e.filename or install})"
+        ) from e
     log.info(
         "build %d applied: %d files written, %d deleted",
         build.build,

@@ -22,6 +22,7 @@ from updater.core.install import Install
 from updater.core.paths import LOG_DIR
 from updater.core.plan import UpdatePlan
 from updater.core.report import ArgumentParser, run_command
+from updater.install import recovery
 from updater.install import run as update
 from updater.shared import config, package
 from updater.shared.progress import PhaseHandle, Reporter, make_reporter
@@ -243,7 +244,7 @@ def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
         if not backups:
             raise UsageError(f"No backup found in {root / BACKUP_DIR}.")
         zip_path = backups[-1]
-    restored = update.restore_by_hand(root, zip_path)
+    restored = recovery.restore_by_hand(root, zip_path)
     reporter.message(f"Restored {restored.files} files of build {restored.build} from {zip_path}.")
     return 0
 

@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from updater.core.errors import FileLockedError, RestoreFailedError
+from updater.core.errors import RestoreFailedError, error_from_os
 from updater.core.paths import WORK_DIR
 from updater.shared import fileops
-from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +63,14 @@ def write_journal(install: Path, journal: Journal) -> None:
     """Record ``journal`` durably (atomic replace, flushed).
 
     Raises:
-        DiskSpaceError, FileLockedError: The journal could not be written.
+        DiskSpaceError, FileLockedError, DiskError: The journal could not be written.
     """
     path = journal_path(install)
     try:
         fileops.makedirs(path.parent)
         fileops.write_atomic(path, json.dumps(asdict(journal), indent=1).encode())
     except OSError as e:
-        raise disk_error(e, path) from e
+        raise error_from_os(e, f"write the update journal {path}") from e
 
 
 def read_journal(install: Path) -> Journal | None:
@@ -105,14 +104,12 @@ def clear_journal(install: Path) -> None:
     """Remove the journal: the install is consistent again.
 
     Raises:
-        FileLockedError: The journal could not be removed (or its removal made durable).
+        DiskSpaceError, FileLockedError, DiskError: The journal could not be removed (or its
+            removal made durable).
     """
     path = journal_path(install)
     try:
         fileops.unlink(path)
         fileops.sync_dir(path.parent)
     except OSError as e:
-        raise FileLockedError(
-            f"The update journal {path} could not be removed: {e.strerror or e}.",
-            hint="Check that the folder is writable and not locked.",
-        ) from e
+        raise error_from_os(e, f"remove the update journal {path}") from e

@@ -19,12 +19,13 @@ from pathlib import Path
 import filelock
 
 from updater.core.errors import (
+    NOTHING_CHANGED,
     AlreadyRunningError,
     ConfigError,
     DiskSpaceError,
-    FileLockedError,
     HostStillRunningError,
     RemoteInstallError,
+    error_from_os,
 )
 from updater.core.paths import WORK_DIR
 from updater.shared import fileops
@@ -53,9 +54,10 @@ def wait_for_exit(pid: int, timeout: float, poll: float = 0.2) -> None:
         if time.monotonic() >= deadline:
             raise HostStillRunningError(
                 f"The program to be updated (process {pid}) was still running after "
-                f"{timeout:.0f} seconds of waiting. Nothing was changed.",
+                f"{timeout:.0f} seconds of waiting.",
                 hint="Close the program (on a server: the clients on all workstations too) "
                 "and start the update again.",
+                safe=NOTHING_CHANGED,
             )
         time.sleep(poll)
     log.info("Process %d has exited", pid)
@@ -74,7 +76,8 @@ def install_lock(install: Path) -> Iterator[None]:
 
     Raises:
         AlreadyRunningError: Another updater holds the lock.
-        FileLockedError: The working folder or the lock file cannot be created.
+        DiskSpaceError, FileLockedError, DiskError: The working folder or the lock file cannot
+            be created.
     """
     folder = install / WORK_DIR
     try:
@@ -83,14 +86,13 @@ def install_lock(install: Path) -> Iterator[None]:
         lock.acquire()
     except filelock.Timeout as e:
         raise AlreadyRunningError(
-            f"Another update is running on this installation ({install}); nothing was changed.",
+            f"Another update is running on this installation ({install}).",
             hint="Wait for it to finish, then start the update again if needed.",
+            safe=NOTHING_CHANGED,
         ) from e
     except OSError as e:
-        raise FileLockedError(
-            f"Cannot create the update lock in {folder}: {e.strerror or e}. Nothing was changed.",
-            hint="Run the update as administrator, or check the permissions of the folder.",
-        ) from e
+        raise error_from_os(e, f"create the update lock in {folder}").keeping(
+            NOTHING_CHANGED) from e
     try:
         yield
     finally:
@@ -112,8 +114,8 @@ def check_space(install: Path, needed: int) -> None:
         free = free_bytes(install)
     except OSError as e:
         raise ConfigError(
-            f"Cannot read the free space of the drive of {install}: {e.strerror or e}. "
-            "Nothing was changed.",
+            f"Cannot read the free space of the drive of {install}: {e.strerror or e}.",
+            safe=NOTHING_CHANGED,
             hint="Check that the installation folder is reachable.",
         ) from e
     log.info("Free space on the install's drive: %d bytes, needed: %d", free, needed)
@@ -121,9 +123,10 @@ def check_space(install: Path, needed: int) -> None:
         needed_mb, free_mb = -(-needed // _MB), free // _MB
         raise DiskSpaceError(
             f"The update needs {needed_mb} MB of free space on the drive of {install}, "
-            f"but only {free_mb} MB are free. Nothing was changed.",
+            f"but only {free_mb} MB are free.",
             hint=f"Free at least {needed_mb - free_mb} MB on that drive (for instance old "
             "backups in Database/SystemFiles/Backups) and start the update again.",
+            safe=NOTHING_CHANGED,
         )
 
 
@@ -138,18 +141,15 @@ def check_writable(install: Path, folders: Iterable[Path]) -> None:
         folders: Folders relative to ``install`` (absolute ones inside it work too).
 
     Raises:
-        FileLockedError: A folder does not accept a new file.
+        DiskSpaceError, FileLockedError, DiskError: A folder does not accept a new file.
     """
     for folder in folders:
         target = _nearest_existing(install, install / folder)
         try:
             _write_probe(target / f".opusi-write-probe-{os.getpid()}")
         except OSError as e:
-            raise FileLockedError(
-                f"The folder {target} cannot be written: {e.strerror or e}. Nothing was changed.",
-                hint="Run the update as administrator, or check the folder's permissions "
-                "and read-only attributes.",
-            ) from e
+            raise error_from_os(e, f"write a test file into the folder {target}").keeping(
+                NOTHING_CHANGED) from e
 
 
 def _write_probe(probe: Path) -> None:
@@ -183,7 +183,8 @@ def check_local(install: Path, allow_remote: bool) -> None:
         log.warning("Installation %s is on %s; updating anyway (--allow-remote)", install, where)
         return
     raise RemoteInstallError(
-        f"The installation {install} is on {where}. Nothing was changed.",
+        f"The installation {install} is on {where}.",
         hint="The update belongs on the server itself: run opusi-INSTALLUpdate.exe there, "
         "or pass --allow-remote to update over the network anyway.",
+        safe=NOTHING_CHANGED,
     )

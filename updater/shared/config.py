@@ -56,7 +56,7 @@ def read_ini(path: Path) -> IniSettings:
     except (OSError, UnicodeDecodeError, configparser.Error, ValueError) as e:
         raise ConfigError(
             f"The configuration {path} cannot be read: {e}.",
-            hint="Fix or restore update.ini; nothing was changed.",
+            hint="Fix or restore update.ini.",
         ) from e
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from updater.core.builds import RemoteBuild, RemoteFile
-from updater.core.errors import PackageVerificationError
+from updater.core.errors import PackageVerificationError, error_from_os
 from updater.core.manifest import FileEntry, manifest_from_json
 from updater.shared import fileops
 from updater.shared.fsutil import sha256_file
-from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def fetch_verified(
     try:
         fileops.unlink(dest)
     except OSError as e:
-        raise disk_error(e, dest) from e
+        raise error_from_os(e, f"remove the old download {dest}") from e
     try:
         return fetcher.download_package(
             remote.url, dest, length=remote.length, sha256=remote.sha256, progress=progress
@@ -95,7 +94,7 @@ def download_builds(
     try:
         fileops.makedirs(folder)
     except OSError as e:
-        raise disk_error(e, folder) from e
+        raise error_from_os(e, f"create the downloads folder {folder}") from e
     result = []
     for build in builds:
         manifest_path = fetch_verified(

@@ -18,7 +18,6 @@ expects when it probes for a newer root.
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import json
 import logging
@@ -41,11 +40,10 @@ from urllib3.util import parse_url
 from updater import __version__
 from updater.core.errors import (
     ConnectionFailedError,
-    DiskSpaceError,
-    FileLockedError,
     OpusiError,
     PackageVerificationError,
     ServerResponseError,
+    error_from_os,
 )
 from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
 from updater.shared.fsutil import iter_file, sha256_of
@@ -316,7 +314,7 @@ class Fetcher(FetcherInterface):
             state.discard()
             raise
         except OSError as e:
-            raise disk_error(e, part) from e
+            raise error_from_os(e, f"write the download {part}") from e
 
 
 @dataclass(frozen=True)
@@ -479,7 +477,7 @@ def connection_error(error: Exception, url: str) -> ConnectionFailedError:
     kind = "could not be reached"
     hint = (
         "Check the Internet connection, the server address and the proxy settings. "
-        "Nothing was changed; downloads begun are resumed next time."
+        "Downloads begun are resumed next time."
     )
     if isinstance(reason, urllib3.exceptions.ProxyError) or isinstance(
         error, urllib3.exceptions.ProxyError
@@ -501,19 +499,6 @@ def connection_error(error: Exception, url: str) -> ConnectionFailedError:
     host = parse_url(url).host
     return ConnectionFailedError(
         f"The update server {host} {kind} ({type(reason).__name__}: {reason}).", hint=hint
-    )
-
-
-def disk_error(error: OSError, path: Path) -> OpusiError:
-    """Describe a failed write of ``path``: disk full, or not writable."""
-    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return DiskSpaceError(
-            f"The disk is full while writing {path.name}.",
-            hint="Free some space and start the update again.",
-        )
-    return FileLockedError(
-        f"Cannot write {path}: {error.strerror or error}.",
-        hint="Check that the folder is writable and not locked.",
     )
 
 
@@ -559,7 +544,7 @@ class FolderFetcher(FetcherInterface):
                     if progress:
                         progress(len(block))
         except OSError as e:
-            raise disk_error(e, part) from e
+            raise error_from_os(e, f"write the download {part}") from e
         _verify_file(part, length, sha256, url, digest)
         os.replace(part, dest)
         return dest

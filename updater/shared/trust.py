@@ -27,8 +27,8 @@ from updater.core.errors import (
     OpusiError,
     ServerResponseError,
     UntrustedMetadataError,
+    error_from_os,
 )
-from updater.shared.transport import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def tuf_errors() -> Iterator[None]:
     except tuf_exceptions.ExpiredMetadataError as e:
         raise UntrustedMetadataError(
             f"The update server's signed metadata has expired ({e}).",
-            hint="Nothing was changed. This protects against a replayed, outdated server; "
+            hint="This protects against a replayed, outdated server; "
             "please tell the vendor.",
         ) from e
     except tuf_exceptions.DownloadLengthMismatchError as e:
@@ -51,7 +51,7 @@ def tuf_errors() -> Iterator[None]:
     except tuf_exceptions.RepositoryError as e:
         raise UntrustedMetadataError(
             f"The update server's metadata failed verification ({type(e).__name__}: {e}).",
-            hint="Nothing was changed. The update is not trustworthy; please tell the vendor.",
+            hint="The update is not trustworthy; please tell the vendor.",
         ) from e
     except tuf_exceptions.SlowRetrievalError as e:
         raise ConnectionFailedError(f"The update server answered too slowly ({e}).") from e
@@ -61,12 +61,12 @@ def tuf_errors() -> Iterator[None]:
                 f"Access to the update server was refused (HTTP 403, without the server's "
                 f"license answer): {e}.",
                 hint="If a proxy is used, check that it allows this computer to reach the "
-                "update server. Nothing was changed.",
+                "update server.",
             ) from e
         if "timestamp.json" not in str(e):  # the signed metadata names what is missing
             raise ServerResponseError(
                 f"The update server lacks metadata its own signed metadata names ({e}).",
-                hint="Nothing was changed. The server's repository is incomplete or being "
+                hint="The server's repository is incomplete or being "
                 "tampered with; please tell the vendor.",
             ) from e
         raise ServerResponseError(
@@ -76,7 +76,7 @@ def tuf_errors() -> Iterator[None]:
     except tuf_exceptions.DownloadError as e:
         raise ConnectionFailedError(f"Download from the update server failed: {e}.") from e
     except OSError as e:
-        raise disk_error(e, Path(e.filename or "metadata")) from e
+        raise error_from_os(e, f"keep the update metadata in {e.filename or 'its folder'}") from e
 
 
 def read_view(

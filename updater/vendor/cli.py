@@ -1,7 +1,7 @@
 """``opusi-repo``: the vendor's tool for the repository, the license registry and the server.
 
 Parses arguments and calls :mod:`updater.vendor.repository`, :mod:`updater.vendor.licenses`
-and (for ``serve``) :mod:`updater.vendor.server`; prints results for a person to read. Errors
+and (for ``serve``) :mod:`updater.vendor.serving`; prints results for a person to read. Errors
 become exit codes in :mod:`updater.core.report` only.
 """
 
@@ -227,12 +227,12 @@ def _license(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from updater.vendor import server
+    from updater.vendor import serving
 
     host, port = _parse_bind(args.bind)
     if bool(args.cert) != bool(args.key):
         raise UsageError("--cert and --key go together.")
-    server.serve(
+    serving.serve(
         args.repo,
         args.db,
         host,

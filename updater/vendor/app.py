@@ -1,13 +1,12 @@
-"""The update server: serves a repository's signed metadata and packages to licensed clients.
+"""The update server's application: answers one request for a repository's metadata or packages.
 
 Reads ``<repo>/metadata/<file>`` and ``<repo>/targets/<path>`` (nothing else of the
 repository) and the license registry (:mod:`updater.vendor.licenses`), which it checks on every
-request. Writes nothing itself; with a timestamp key it has :mod:`updater.vendor.repository`
-re-sign ``metadata/timestamp.json`` before it expires (freeze protection).
+request. Writes nothing; :mod:`updater.vendor.serving` runs it as a server.
 
-Runs on cheroot (threaded, TLS via the standard library) and answers through werkzeug's
-``send_file``, so Range, If-Range, ETag, If-None-Match and HEAD work and files stream from
-disk in constant memory. It logs one line per request and never the client's address.
+Answers through werkzeug's ``send_file``, so Range, If-Range, ETag, If-None-Match and HEAD work
+and files stream from disk in constant memory. It logs one line per request and never the
+client's address.
 
 For an nginx deployment that serves the static files itself, ``GET /license-check`` answers
 204 for an allowed license and the usual refusal otherwise, except that a missing or
@@ -19,25 +18,19 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
-import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wsgi import FileWrapper
 
-from updater.core.errors import LicenseDatabaseError, OpusiError, RepositoryError
+from updater.core.errors import LicenseDatabaseError, RepositoryError
 from updater.core.protocol import (
     ERROR_HEADER,
     LICENSE_HEADER,
@@ -54,9 +47,6 @@ logger = logging.getLogger(__name__)
 LICENSE_CHECK_PATH = "/license-check"
 #: Files whose name carries their version or hash never change: clients may keep them.
 LONG_MAX_AGE = 365 * 24 * 3600
-#: How often the freshness thread looks at timestamp.json, and how much validity it keeps.
-RESIGN_INTERVAL = 600.0
-MIN_REMAINING = timedelta(days=1)
 
 #: Bytes read from a file and handed to the socket at a time. werkzeug's default of 8 KiB kept
 #: one core busy at ~650 MB/s on loopback; 256 KiB blocks cost a fraction of that (8 threads
@@ -309,221 +299,3 @@ def _printable(text: str) -> str:
 def scrub_addresses(text: str) -> str:
     """Replace every IPv4 or IPv6 address in ``text`` with ``<address>``."""
     return _ADDRESS.sub("<address>", text)
-
-
-class _QuietServer(wsgi.Server):
-    """cheroot's server, its error log sent to :mod:`logging` with addresses removed.
-
-    cheroot names the client's address in some messages (TLS handshake failures); those
-    pass through :func:`scrub_addresses` like everything else it logs.
-    """
-
-    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-        text = str(msg)
-        if traceback:
-            text = f"{text}\n{_format_exception()}"
-        logger.log(level, "%s", scrub_addresses(text))
-
-
-def _format_exception() -> str:
-    return "".join(traceback.format_exc())
-
-
-class Server:
-    """The update server, run in background threads (for ``serve`` and for tests).
-
-    Call :meth:`start`, read :attr:`port`, and :meth:`stop` when done; after ``stop`` no
-    thread of the server is left running.
-    """
-
-    def __init__(
-        self,
-        repo_dir: Path,
-        registry_path: Path,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        certfile: Path | None = None,
-        keyfile: Path | None = None,
-        timestamp_key: Path | None = None,
-        threads: int = 16,
-        resign_interval: float = RESIGN_INTERVAL,
-        min_remaining: timedelta = MIN_REMAINING,
-    ) -> None:
-        """Configure the server; nothing is opened before :meth:`start`.
-
-        Args:
-            repo_dir: The repository (with ``metadata/`` and ``targets/``).
-            registry_path: The license registry's SQLite file (must exist).
-            host: Address to listen on.
-            port: Port to listen on; 0 picks a free one (see :attr:`port`).
-            certfile: PEM certificate (chain) for HTTPS; with ``keyfile``.
-            keyfile: PEM private key for HTTPS.
-            timestamp_key: PEM private key of the online timestamp role; when given,
-                ``timestamp.json`` is re-signed before it expires.
-            threads: Worker threads, i.e. requests answered at the same time.
-            resign_interval: Seconds between two looks at ``timestamp.json``.
-            min_remaining: Validity ``timestamp.json`` keeps at least.
-        """
-        self.repo_dir = repo_dir
-        self.registry_path = registry_path
-        self.host = host
-        self._port = port
-        self.tls = (certfile, keyfile) if certfile is not None and keyfile is not None else None
-        self.timestamp_key = timestamp_key
-        self.threads = threads
-        self.resign_interval = resign_interval
-        self.min_remaining = min_remaining
-        self._app: RepositoryApp | None = None
-        self._server: _QuietServer | None = None
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-
-    @property
-    def port(self) -> int:
-        """The port listened on (the real one once started with port 0)."""
-        return self._port
-
-    def start(self) -> None:
-        """Open the registry, bind the socket and start serving in background threads.
-
-        Raises:
-            RepositoryError: The repository folder is not a repository.
-            LicenseDatabaseError: The registry is missing or unreadable.
-            OpusiError: The address cannot be listened on, or the TLS files are unusable.
-        """
-        self._app = make_app(self.repo_dir, self.registry_path)
-        try:
-            self._server = self._bind(self._app)
-        except BaseException:
-            self._app.close()
-            raise
-        self._spawn(self._server.serve, "opusi-server")
-        if self.timestamp_key is not None:
-            self._spawn(self._keep_timestamp_fresh, "opusi-timestamp")
-        logger.info("serving %s on port %d", self.repo_dir, self._port)
-
-    def _bind(self, app: RepositoryApp) -> _QuietServer:
-        server = _QuietServer((self.host, self._port), app, numthreads=self.threads)
-        try:
-            if self.tls is not None:
-                server.ssl_adapter = BuiltinSSLAdapter(str(self.tls[0]), str(self.tls[1]))
-            server.prepare()
-        except (OSError, ValueError) as e:
-            raise OpusiError(
-                f"The server cannot listen on {self.host} port {self._port}: {e}.",
-                hint="Choose another port, or check the certificate and key files.",
-            ) from e
-        self._port = int(server.bind_addr[1])
-        return server
-
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the server stopped or ``timeout`` passed; True when it stopped."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
-            while thread.is_alive():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                thread.join(min(left, 1.0) if left is not None else 1.0)
-        return True
-
-    def stop(self) -> None:
-        """Stop accepting, finish the requests under way, and end every thread."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.stop()
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-        if self._app is not None:
-            self._app.close()
-        self._server = None
-        self._app = None
-
-    def _keep_timestamp_fresh(self) -> None:
-        """Re-sign timestamp.json now and every ``resign_interval`` seconds until stopped."""
-        while not self._stopping.is_set():
-            try:
-                self._refresh_timestamp()
-            except Exception:
-                logger.exception("could not refresh timestamp.json; serving continues")
-            self._stopping.wait(self.resign_interval)
-
-    def _refresh_timestamp(self) -> None:
-        """One look at timestamp.json; the key is read each time, so it may be replaced."""
-        from updater.vendor.repository import load_signer, refresh_timestamp
-
-        if self.timestamp_key is None:
-            return
-        signer = load_signer(self.timestamp_key)
-        if refresh_timestamp(self.repo_dir, signer, min_remaining=self.min_remaining):
-            logger.info("timestamp.json re-signed")
-
-
-def serve(
-    repo_dir: Path,
-    db: Path,
-    host: str,
-    port: int,
-    *,
-    certfile: Path | None = None,
-    keyfile: Path | None = None,
-    timestamp_key: Path | None = None,
-    threads: int = 16,
-    ready: Callable[[int], None] | None = None,
-) -> None:
-    """Serve ``repo_dir`` until interrupted (Ctrl+C, or SIGTERM in the main thread).
-
-    Args:
-        repo_dir: The repository.
-        db: The license registry.
-        host: Address to listen on.
-        port: Port to listen on; 0 picks a free one.
-        certfile: PEM certificate for HTTPS (with ``keyfile``); plain HTTP without.
-        keyfile: PEM private key for HTTPS.
-        timestamp_key: The online timestamp key, for freeze protection.
-        threads: Worker threads.
-        ready: Called with the port once the server accepts connections.
-
-    Raises:
-        RepositoryError: ``repo_dir`` is not a repository.
-        LicenseDatabaseError: The registry is missing or unreadable.
-        OpusiError: The address cannot be listened on.
-    """
-    server = Server(
-        repo_dir, db, host=host, port=port, certfile=certfile, keyfile=keyfile,
-        timestamp_key=timestamp_key, threads=threads,
-    )  # fmt: skip
-    server.start()
-    restore = _interrupt_on_sigterm()
-    try:
-        if ready is not None:
-            ready(server.port)
-        server.wait()
-    except KeyboardInterrupt:
-        logger.info("stopping")
-    finally:
-        server.stop()
-        restore()
-
-
-def _interrupt_on_sigterm() -> Callable[[], None]:
-    """Turn SIGTERM into KeyboardInterrupt (main thread only); return the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
-
-    return restore
