@@ -175,6 +175,6 @@ def install(tmp_path: Path, vendor: Vendor, server_url: str) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_fault_plan() -> Iterator[None]:
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)
     yield
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)

@@ -1,10 +1,10 @@
 """Helpers for the crash suite: the real updater in a subprocess, killed at a chosen moment.
 
-``OPUSI_KILL_AT=K`` (see :mod:`updater.shared.fileops`) makes the updater SIGKILL itself right before
-its file operation K. Run as ``python -m tests.crash OPS_FILE ARGS...``, this module runs the
-updater's command line and writes the list of file operations it performed (one per line) to
-``OPS_FILE``, so a test can learn where the moments worth killing at are. A trickling relay
-slows a package download down enough to kill the process in the middle of it.
+The updater's test hook (:mod:`updater.install.testhooks`) does the killing: ``OPUSI_KILL_AT=ID``
+makes it SIGKILL itself right before its file operation ``ID`` (``lane#number``), and
+``OPUSI_OPS_FILE`` makes it write down every operation of a run, so a test can learn where the
+moments worth killing at are (:func:`read_ops`). A trickling relay slows a package download down
+enough to kill the process in the middle of it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from updater.install.testhooks import ENVIRONMENT
+
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = -getattr(signal, "SIGKILL", signal.SIGTERM)
 
@@ -30,25 +32,67 @@ def updater_args(install: Path, trusted_root: Path, *extra: str) -> list[str]:
             "--progress", "none", "--timeout", "5", *extra]
 
 
-def run_updater(install: Path, trusted_root: Path, *extra: str, kill_at: int | None = None,
+def hook_env(kill_at: str | None = None, fault: str | None = None,
+             ops_file: Path | None = None) -> dict[str, str]:
+    """This process's environment without the test hook's variables, plus the ones asked for.
+
+    Args:
+        kill_at: The operation (``lane#number``) to kill the updater before.
+        fault: ``once:ID`` or ``from:ID``: the operation to fail (and every one after it).
+        ops_file: Where the updater writes down its operations.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    for name, value in (("OPUSI_KILL_AT", kill_at), ("OPUSI_FAULT_PLAN", fault),
+                        ("OPUSI_OPS_FILE", ops_file)):
+        if value is not None:
+            env[name] = str(value)
+    return env
+
+
+def run_updater(install: Path, trusted_root: Path, *extra: str, kill_at: str | None = None,
                 fault: str | None = None, ops_file: Path | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the updater as its own process; ``kill_at``/``fault`` switch on the fileops seams.
+    """Run the updater from source as its own process, the test hook switched on as asked."""
+    command = [sys.executable, "-m", "updater.install.cli",
+               *updater_args(install, trusted_root, *extra)]
+    return subprocess.run(command, cwd=ROOT, env=hook_env(kill_at, fault, ops_file),
+                          capture_output=True, text=True, timeout=timeout)
 
-    With ``ops_file``, the run goes through this module's ``__main__``, which records every file
-    operation into that file.
+
+@dataclass(frozen=True)
+class Ops:
+    """A run's file operations as the test hook wrote them down, in the order they happened.
+
+    Attributes:
+        ids: Each operation's identity (``lane#number``), the same in every run of the update.
+        ops: Each operation as ``"<kind> <path in the install>"``.
     """
-    env = {k: v for k, v in os.environ.items() if k not in ("OPUSI_KILL_AT", "OPUSI_FAULT_PLAN")}
-    if kill_at is not None:
-        env["OPUSI_KILL_AT"] = str(kill_at)
-    if fault is not None:
-        env["OPUSI_FAULT_PLAN"] = fault
-    elif ops_file is not None:
-        env["OPUSI_FAULT_PLAN"] = "count:0"
-    head = (["-m", "tests.crash", str(ops_file)] if ops_file is not None
-            else ["-m", "updater.install.cli"])
-    return subprocess.run([sys.executable, *head, *updater_args(install, trusted_root, *extra)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+    ids: tuple[str, ...]
+    ops: tuple[str, ...]
+
+    def ident(self, k: int) -> str:
+        """The identity of the k-th operation (from 1)."""
+        return self.ids[k - 1]
+
+    def number(self, op: str) -> int:
+        """The number (from 1) of ``op`` (``"<kind> <path in the install>"``)."""
+        return self.ops.index(op) + 1
+
+    def beyond(self) -> str:
+        """An identity no operation of the run has (the main lane's next number)."""
+        return f"main#{sum(1 for i in self.ids if i.startswith('main#')) + 1}"
+
+
+def read_ops(ops_file: Path, install: Path) -> Ops:
+    """The operations the updater wrote to ``ops_file``, paths relative to ``install``."""
+    prefix = install.as_posix()
+    ids, ops = [], []
+    for line in ops_file.read_text("utf-8").splitlines():
+        ident, rest = line.split(" ", 1)
+        ids.append(ident)
+        ops.append(rest.replace(prefix + "/", "").replace(prefix, "."))
+    return Ops(tuple(ids), tuple(ops))
 
 
 def spread(ops: Sequence[str], every: int = 8) -> list[int]:
@@ -105,17 +149,3 @@ class TrickleRelay:
     def close(self) -> None:
         for sock in (self._listener, *self._sockets):
             sock.close()
-
-
-def _main(argv: Sequence[str]) -> int:
-    from updater.install import cli
-    from updater.shared import fileops
-
-    code = cli.main(argv[1:])
-    seen = fileops._plan.seen if fileops._plan is not None else []  # noqa: SLF001 (test seam)
-    Path(argv[0]).write_text("\n".join(seen) + "\n", encoding="utf-8")
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -76,7 +76,8 @@ def start_tinyproxy(
         auth: (user, password) for Basic authentication, or None.
     """
     if TINYPROXY is None:
-        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy; scripts/test does it when it may)")
+        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy; scripts/test does it "
+                    "when it may)")
     folder.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):
         port = free_port()

@@ -24,6 +24,7 @@ from updater.install.backup.store import (
     part_paths,
 )
 from updater.install.backup.writer import create_backup, ensure_backup, split_parts
+from updater.install.testhooks import FaultPlan
 from updater.shared import fileops
 
 #: Customer data with the casing a practice might really have on a case-insensitive disk.
@@ -37,9 +38,9 @@ ODD_CASING = {
 
 @pytest.fixture(autouse=True)
 def _reset_fault_plan() -> Iterator[None]:
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)
     yield
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)
 
 
 def _customer_data() -> dict[str, bytes]:
@@ -163,10 +164,10 @@ def test_install_files_does_not_follow_links(tmp_path: Path) -> None:
 def test_disk_full_while_backing_up_leaves_no_temp_file(tmp_path: Path, at: int) -> None:
     install = _install(tmp_path / "opusi")
     before = snapshot(install)
-    fileops.set_fault_plan(_DiskFullPlan(at=at))
+    fileops.set_hook(FaultPlan(at=at, error=errno.ENOSPC))  # as a full disk would
     with pytest.raises(DiskSpaceError, match="disk is full") as caught:
         create_backup(install, 1147)
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)
     assert "Nothing was changed" in str(caught.value)
     assert _backups(install) == []
     assert snapshot(install) == before
@@ -174,20 +175,12 @@ def test_disk_full_while_backing_up_leaves_no_temp_file(tmp_path: Path, at: int)
 
 def test_an_io_error_is_a_disk_error_and_leaves_no_temp_file(tmp_path: Path) -> None:
     install = _install(tmp_path / "opusi")
-    fileops.set_fault_plan(fileops.FaultPlan(at=4))  # EIO, as a failing disk gives
+    fileops.set_hook(FaultPlan(at=4))  # EIO, as a failing disk gives
     with pytest.raises(DiskError) as caught:
         create_backup(install, 1147)
     assert caught.value.exit_code == 25 and "Nothing was changed" in caught.value.safe
     assert _backups(install) == []
 
-
-class _DiskFullPlan(fileops.FaultPlan):
-    """Fail operation ``at`` with ENOSPC, as a full disk would."""
-
-    def check(self, op: str, path: Path) -> None:
-        self.count += 1
-        if self.count == self.at:
-            raise OSError(errno.ENOSPC, f"No space left on device (injected in {op})", str(path))
 
 
 # --- reuse and pruning --------------------------------------------------------------------
@@ -279,9 +272,10 @@ def test_restore_paths_twice_is_idempotent(tmp_path: Path) -> None:
     before = snapshot(install)
     touched = _simulate_update(install)
     restore_paths(backup, install, touched)
-    fileops.set_fault_plan(fileops.FaultPlan(at=0))  # only counts operations
+    counter = FaultPlan(at=0)  # only counts operations
+    fileops.set_hook(counter)
     restore_paths(backup, install, touched)
-    assert fileops.operation_count() == 0  # nothing left to do: nothing written
+    assert counter.count == 0  # nothing left to do: nothing written
     assert snapshot(install) == before
 
 
@@ -311,19 +305,20 @@ def test_restore_paths_survives_a_fault_at_every_operation(tmp_path: Path) -> No
     counting = _install(tmp_path / "count")
     backup = create_backup(counting, 1147)
     touched = _simulate_update(counting)
-    fileops.set_fault_plan(fileops.FaultPlan(at=0))
+    counter = FaultPlan(at=0)
+    fileops.set_hook(counter)
     restore_paths(backup, counting, touched)
-    operations = fileops.operation_count()
+    operations = counter.count
     assert operations > 10
     for k in range(1, operations + 1):
         install = _install(tmp_path / f"k{k}")
         backup = create_backup(install, 1147)
         before = snapshot(install)
         _simulate_update(install)
-        fileops.set_fault_plan(fileops.FaultPlan(at=k))
+        fileops.set_hook(FaultPlan(at=k))
         with pytest.raises(RestoreFailedError, match="--restore") as caught:
             restore_paths(backup, install, touched)
-        fileops.set_fault_plan(None)
+        fileops.set_hook(None)
         assert backup.path.name in str(caught.value)
         restore_paths(backup, install, touched)
         assert snapshot(install) == before, f"fault at operation {k}"
@@ -360,9 +355,10 @@ def test_restore_full_leaves_equal_files_alone(tmp_path: Path) -> None:
     install = _install(tmp_path / "opusi")
     backup = create_backup(install, 1147)
     before = snapshot(install)
-    fileops.set_fault_plan(fileops.FaultPlan(at=0))
+    counter = FaultPlan(at=0)
+    fileops.set_hook(counter)
     restore_full(backup.path, install)
-    assert fileops.operation_count() == 0
+    assert counter.count == 0
     assert snapshot(install) == before
 
 

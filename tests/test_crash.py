@@ -3,8 +3,8 @@
 SPEC section 4: killed at any moment, the next run leaves the install exactly at the old build or
 exactly at the new one, byte for byte (folders included), and the customer-data folders
 untouched. The moments are the updater's file operations (``OPUSI_KILL_AT``, see
-:mod:`updater.shared.fileops`), learned from a counted run; downloads (not file operations of the seam)
-are killed from outside while a trickling relay slows them down.
+:mod:`updater.install.testhooks`), learned from a counted run; downloads are also killed from
+outside while a trickling relay slows them down.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.conftest import (
     program_snapshot,
     vendor_files,
 )
-from tests.crash import KILLED, ROOT, TrickleRelay, run_updater, spread, updater_args
+from tests.crash import KILLED, ROOT, Ops, TrickleRelay, read_ops, run_updater, spread, updater_args
 from tests.trees import snapshot
 from updater.core.paths import LOG_DIR, WORK_DIR
 from updater.install.journal import journal_path
@@ -58,10 +58,15 @@ def _moments(ops: Sequence[str], count: int, every: int = 8) -> list[int]:
 class Reference:
     """A clean update's file operations and the exact program trees before and after it."""
 
-    ops: list[str]
+    run: Ops
     before: dict[str, str]
     after: dict[str, str]
     data: dict[str, str]
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The operations, as ``"<kind> <path in the install>"``."""
+        return self.run.ops
 
     @property
     def journal_cleared(self) -> int:
@@ -71,7 +76,7 @@ class Reference:
 
     def op_number(self, op: str) -> int:
         """The number of ``op`` (``"<kind> <path in the install>"``) in the clean update."""
-        return self.ops.index(op) + 1
+        return self.run.number(op)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +88,7 @@ def reference(vendor: Vendor, server_url: str,
     done = run_updater(install, vendor.root_file, ops_file=base / "ops.txt")
     assert done.returncode == 0, done.stderr
     assert program_files(install) == vendor_files(vendor.trees[NEW], NEW)
-    ops = [_relative(line, install) for line in (base / "ops.txt").read_text("utf-8").splitlines()]
-    return Reference(ops, before, program_snapshot(install), data)
+    return Reference(read_ops(base / "ops.txt", install), before, program_snapshot(install), data)
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +97,6 @@ def down_server() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-def _relative(op: str, install: Path) -> str:
-    return op.replace(install.as_posix() + "/", "").replace(install.as_posix(), ".")
 
 
 # --- checks shared by the cases --------------------------------------------------------------
@@ -175,9 +175,10 @@ def _ranges(ks: list[int]) -> str:
     return ",".join(parts)
 
 
-def _killed(install: Path, vendor: Vendor, k: int, *extra: str, fault: str | None = None) -> None:
-    result = run_updater(install, vendor.root_file, *extra, kill_at=k, fault=fault)
-    _expect(result, KILLED, f"run killed at operation {k}")
+def _killed(install: Path, vendor: Vendor, at: str, *extra: str,
+            fault: str | None = None) -> None:
+    result = run_updater(install, vendor.root_file, *extra, kill_at=at, fault=fault)
+    _expect(result, KILLED, f"run killed at operation {at}")
 
 
 # --- kill at every kind of moment of an update ---------------------------------------------
@@ -195,7 +196,7 @@ def test_kill_then_check_then_update(vendor: Vendor, server_url: str, reference:
 
     def case(k: int) -> str:
         install = make_install(tmp_path / f"k{k}", vendor.trees[OLD], OLD, server_url)
-        _killed(install, vendor, k)
+        _killed(install, vendor, reference.run.ident(k))
         interrupted = journal_path(install).exists()
         seen = _visible(install)
         _expect(run_updater(install, vendor.root_file, "--check"), 0, "--check after the kill")
@@ -222,7 +223,7 @@ def test_kill_then_recovery_without_server(vendor: Vendor, server_url: str, down
 
     def case(k: int) -> str:
         install = make_install(tmp_path / f"k{k}", vendor.trees[OLD], OLD, server_url)
-        _killed(install, vendor, k)
+        _killed(install, vendor, reference.run.ident(k))
         interrupted = journal_path(install).exists()
         down = run_updater(install, vendor.root_file, "--server", down_server)
         _expect(down, 6, "the run with the server down")
@@ -252,17 +253,17 @@ def test_kill_during_restore_after_failure(vendor: Vendor, server_url: str, down
                                            reference: Reference, tmp_path: Path, failing: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     fault = reference.op_number(failing)
+    once = f"once:{reference.run.ident(fault)}"
     counted = make_install(tmp_path / "counted", vendor.trees[OLD], OLD, server_url)
-    restored = run_updater(counted, vendor.root_file, fault=f"once:{fault}",
-                           ops_file=tmp_path / "ops.txt")
+    restored = run_updater(counted, vendor.root_file, fault=once, ops_file=tmp_path / "ops.txt")
     _expect(restored, 16, f"the update failing at operation {fault}")
     _ends_at(counted, reference, str(OLD), "the restore after the failure")
-    ops = (tmp_path / "ops.txt").read_text("utf-8").splitlines()
-    assert len(ops) > fault + 5, "no restore operations after the fault"
+    ops = read_ops(tmp_path / "ops.txt", counted)
+    assert len(ops.ids) > fault + 5, "no restore operations after the fault"
 
     def case(k: int) -> str:
         install = make_install(tmp_path / f"k{k}", vendor.trees[OLD], OLD, server_url)
-        _killed(install, vendor, k, fault=f"once:{fault}")
+        _killed(install, vendor, ops.ident(k), fault=once)
         _expect(run_updater(install, vendor.root_file, "--server", down_server), 6,
                 "the run with the server down")
         _ends_at(install, reference, str(OLD), "the recovery of the killed restore")
@@ -270,7 +271,7 @@ def test_kill_during_restore_after_failure(vendor: Vendor, server_url: str, down
         _ends_at(install, reference, str(NEW), "the run with the server back", finished=True)
         return f"restore killed: recovered exactly {OLD}, then {NEW}"
 
-    _run_cases(_sample(range(fault + 1, len(ops) + 1), 3), case,
+    _run_cases(_sample(range(fault + 1, len(ops.ids) + 1), 3), case,
                f"kill during the restore after a fault at operation {fault} ({failing})", capsys)
 
 
@@ -280,23 +281,23 @@ def test_kill_during_recovery(vendor: Vendor, server_url: str, down_server: str,
     """Killed in the middle of the second build; the recovering run is killed too, at each step."""
     first = reference.op_number("replace Program/empty2.cfg")
     counted = make_install(tmp_path / "counted", vendor.trees[OLD], OLD, server_url)
-    _killed(counted, vendor, first)
+    _killed(counted, vendor, reference.run.ident(first))
     recovering = run_updater(counted, vendor.root_file, "--server", down_server,
                              ops_file=tmp_path / "ops.txt")
     _expect(recovering, 6, "the recovering run with the server down")
-    ops = (tmp_path / "ops.txt").read_text("utf-8").splitlines()
-    assert any(op.startswith("replace") and "opusi.exe" in op for op in ops), ops
+    ops = read_ops(tmp_path / "ops.txt", counted)
+    assert any(op.startswith("replace") and "opusi.exe" in op for op in ops.ops), ops
 
     def case(k: int) -> str:
         install = make_install(tmp_path / f"k{k}", vendor.trees[OLD], OLD, server_url)
-        _killed(install, vendor, first)
-        _killed(install, vendor, k, "--server", down_server)
+        _killed(install, vendor, reference.run.ident(first))
+        _killed(install, vendor, ops.ident(k), "--server", down_server)
         _expect(run_updater(install, vendor.root_file, "--server", down_server), 6,
                 "the third run, server down")
         _ends_at(install, reference, str(OLD), "the third run")
         return f"recovery killed: recovered exactly {OLD}"
 
-    _run_cases(_sample(range(1, len(ops) + 1), 4), case,
+    _run_cases(_sample(range(1, len(ops.ids) + 1), 4), case,
                f"kill during recovery (after a kill at operation {first})", capsys)
 
 

@@ -29,6 +29,7 @@ from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, LOG_DIR, WOR
 from updater.install.backup.store import BACKUP_NAME
 from updater.install.cli import main
 from updater.install.journal import journal_path
+from updater.install.testhooks import FaultPlan
 from updater.shared import fileops
 
 
@@ -252,12 +253,12 @@ def test_second_updater_is_error_18(install: Path, vendor: Vendor) -> None:
 
 def _ops_of_full_update(tmp_path: Path, vendor: Vendor, server_url: str) -> list[str]:
     probe = make_install(tmp_path / "probe", vendor.trees[1147], 1147, server_url)
-    plan = fileops.FaultPlan(at=0)
-    fileops.set_fault_plan(plan)
+    plan = FaultPlan(at=0)
+    fileops.set_hook(plan)
     try:
         assert run(probe, vendor) == 0
     finally:
-        fileops.set_fault_plan(None)
+        fileops.set_hook(None)
     return plan.seen
 
 
@@ -276,9 +277,9 @@ def test_failure_in_second_of_four_builds_restores(
         if op.startswith("replace") and op.endswith("/Program/empty2.cfg")
     )
     program_before, data_before = program_snapshot(install), data_snapshot(install)
-    fileops.set_fault_plan(fileops.FaultPlan(at=at))
+    fileops.set_hook(FaultPlan(at=at))
     assert run(install, vendor) == 16
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)
     assert "restored to build 1147" in capsys.readouterr().err
     assert program_snapshot(install) == program_before
     assert data_snapshot(install) == data_before
@@ -297,9 +298,9 @@ def test_failed_restore_is_error_17_and_next_run_recovers(
         if op.startswith("replace") and op.endswith("/Program/empty2.cfg")
     )
     program_before, data_before = program_snapshot(install), data_snapshot(install)
-    fileops.set_fault_plan(fileops.FaultPlan(at=at, every_after=True))
+    fileops.set_hook(FaultPlan(at=at, every_after=True))
     assert run(install, vendor) == 17
-    fileops.set_fault_plan(None)
+    fileops.set_hook(None)
     assert journal_path(install).exists()
     assert run(install, vendor, "--check") == 0  # a check changes nothing, even now
     assert journal_path(install).exists()

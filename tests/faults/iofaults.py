@@ -1,15 +1,17 @@
 """I/O faults: operation k of the updater's file operations fails, once or from then on.
 
-Through the seam of :mod:`updater.shared.fileops` (``OPUSI_FAULT_PLAN=once:K`` or ``from:K``, read by
-the frozen executable too), for every k of a full update over all pending builds (1147 ->
-1148, 1150, 1152, 1155) and every k of a run that restores an interrupted update (the restore
-that also follows a failed apply). The operations are learned from a counted run
-(:func:`tests.faults.kills.learn`).
+Through the test hook on the seam of :mod:`updater.shared.fileops` (``OPUSI_FAULT_PLAN=once:ID``
+or ``from:ID``, see :mod:`updater.install.testhooks`; the frozen executable reads it too), for
+every operation k of a full update over all pending builds (1147 -> 1148, 1150, 1152, 1155),
+the backup's parallel parts, the staging lanes and the downloads included, and every operation k
+of a run that restores an interrupted update (the restore that also follows a failed apply). The
+operations are learned from a counted run (:func:`tests.faults.kills.learn`). The injected error
+is EIO, an I/O error of the disk.
 
 What each failure must give (:func:`expected`):
 
-- before the first byte of the install changes (write probes, the downloads folder, the backup
-  zip, the first journal): error 15 (nothing changed), the install exactly at 1147;
+- before the first byte of the install changes (write probes, the downloads, the backup zip, the
+  first journal): error 25 (a disk error; nothing changed), the install exactly at 1147;
 - from the apply of the first build up to the removal of the journal: the backup is restored,
   error 16, exactly 1147; when every operation from k on fails, the restore fails too: error 17;
 - the removal of the downloads after the journal is gone: harmless, exit 0 at exactly 1155;
@@ -55,7 +57,7 @@ def expected(ref: Reference, k: int, every_after: bool) -> tuple[tuple[int, ...]
     apply_from = first_journal + 5  # open, write, fsync, replace, fsync_dir of the journal
     cleared = ref.journal_cleared + 1  # the journal's unlink and the fsync of its folder
     if k < apply_from:
-        return (15,), OLD
+        return (25,), OLD
     if k <= cleared:
         return ((17,) if every_after else (16,)), OLD
     return (0,), NEW
@@ -93,11 +95,11 @@ def update_case(suite: Suite, ref: Reference, k: int, every_after: bool) -> Outc
     mode = "from" if every_after else "once"
     install = fresh(suite, f"io-{mode}-{k}")
     before = Before.of(install)
-    faulted = start(suite, install, fault=f"{mode}:{k}")
+    faulted = start(suite, install, fault=f"{mode}:{ref.ident(k)}")
     codes, build = expected(ref, k, every_after)
     return judge(
         suite,
-        f"update, {mode}:{k} ({ref.ops[k - 1]})",
+        f"update, {mode}:{k} ({ref.ident(k)} {ref.ops[k - 1]})",
         install,
         before,
         faulted,
@@ -108,7 +110,7 @@ def update_case(suite: Suite, ref: Reference, k: int, every_after: bool) -> Outc
 
 
 def recovery_case(
-    suite: Suite, first: int, k: int, op: str, every_after: bool, down: str
+    suite: Suite, first: str, k: str, op: str, every_after: bool, down: str
 ) -> Outcome:
     """Killed at ``first``; the recovering run (server down) has operation ``k`` failing."""
     mode = "from" if every_after else "once"
@@ -146,7 +148,7 @@ def run(suite: Suite) -> list[Outcome]:
         partial(update_case, suite, ref, k, every) for every in (False, True) for k in ks
     ]
     with down_server() as down:
-        first = ref.number(RECOVER_AFTER)
+        first = ref.ident(ref.number(RECOVER_AFTER))
         recovering = recovery_ops(suite, first, down)
         chosen = sample(recovering, 6) if suite.quick else recovering
         cases += [

@@ -1,16 +1,18 @@
 """Hard kills: the updater SIGKILLed at many distinct moments, then started again.
 
-The moments are the updater's file operations (``OPUSI_KILL_AT=K``, see :mod:`updater.shared.fileops`:
-the process kills itself right before its operation K), learned once from a counted run of the
-source updater (``python -m tests.crash OPS_FILE``); the frozen updater performs the same
-operations in the same order, which :func:`learn` checks (killed at N, clean at N + 1). Phases:
+The moments are the updater's file operations (``OPUSI_KILL_AT=ID``, see
+:mod:`updater.install.testhooks`: the process kills itself right before its operation ``ID``,
+``lane#number``), learned once from a counted run of the updater under test itself
+(``OPUSI_OPS_FILE``); an operation has the same identity in every run, also where the backup's
+parts and the staging lanes run in parallel, which :func:`learn` checks (killed at the last
+operation, clean past it). Phases:
 
 - **update**: killed at operation K of a clean update from 1147 over every build to 1155
   (write probes, backup zip, journal, the apply of each build, the clean-up), then run again:
   exit 0, exactly 1155.
 - **server down**: the same kill, then the server is down: the run recovers first (before any
   network access), exactly 1147 (or 1155 once the journal was cleared), then exit 6.
-- **restore**: operation F of the apply fails once (``OPUSI_FAULT_PLAN=once:F``), and the run is
+- **restore**: operation F of the apply fails once (``OPUSI_FAULT_PLAN=once:ID``), and the run is
   killed at an operation of the restore that follows; the next run: exit 0, exactly 1155.
 - **recovery**: killed in the middle of the second build, then the recovering run (server down)
   is killed too, at an operation of its restore; the next run: exit 0, exactly 1155.
@@ -31,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,13 +45,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from tests.conftest import make_install
-from tests.crash import KILLED, ROOT, TrickleRelay, spread, updater_args
+from tests.crash import KILLED, Ops, TrickleRelay, hook_env, read_ops, spread, updater_args
 from tests.faults import Before, Outcome, Suite, ended_at, outcome, own_temps_only
 from updater.core.paths import WORK_DIR
 
 KLASS = "hard kills"
 OLD, NEW = 1147, 1155
-SEAMS = ("OPUSI_KILL_AT", "OPUSI_FAULT_PLAN")
 #: The operations of a clean update whose failure makes the run restore (one per build).
 RESTORE_AFTER = (
     "replace Program/Module/neu ñ/日本語.txt",
@@ -66,40 +66,21 @@ T = TypeVar("T")
 # --- running the updater ----------------------------------------------------------------------
 
 
-def seam_env(kill_at: int | None = None, fault: str | None = None) -> dict[str, str]:
-    """This process's environment without the fileops seams, plus the ones asked for."""
-    env = {k: v for k, v in os.environ.items() if k not in SEAMS}
-    if kill_at is not None:
-        env["OPUSI_KILL_AT"] = str(kill_at)
-    if fault is not None:
-        env["OPUSI_FAULT_PLAN"] = fault
-    return env
-
-
 def start(
-    suite: Suite, install: Path, *args: str, kill_at: int | None = None, fault: str | None = None
+    suite: Suite, install: Path, *args: str, kill_at: str | None = None, fault: str | None = None,
+    ops_file: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``suite.updater`` on ``install`` with the given seams switched on."""
-    return suite.run(install, *args, env=seam_env(kill_at, fault), timeout=180)
+    """Run ``suite.updater`` on ``install`` with the test hook switched on as asked."""
+    return suite.run(install, *args, env=hook_env(kill_at, fault, ops_file), timeout=180)
 
 
-def counted_ops(suite: Suite, install: Path, *args: str, fault: str | None = None) -> list[str]:
-    """Run the source updater on ``install`` and return its file operations, install-relative."""
+def counted_ops(suite: Suite, install: Path, *args: str, kill_at: str | None = None,
+                fault: str | None = None) -> Ops:
+    """Run ``suite.updater`` on ``install``; return its file operations, install-relative."""
     ops_file = install.with_name(install.name + ".ops")
-    env = seam_env(fault=fault or "count:0")
-    command = [
-        sys.executable,
-        "-m",
-        "tests.crash",
-        str(ops_file),
-        *updater_args(install, suite.vendor.root_file, *args),
-    ]
-    subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    prefix = install.as_posix()
-    return [
-        line.replace(prefix + "/", "").replace(prefix, ".")
-        for line in ops_file.read_text("utf-8").splitlines()
-    ]
+    ops_file.unlink(missing_ok=True)
+    start(suite, install, *args, kill_at=kill_at, fault=fault, ops_file=ops_file)
+    return read_ops(ops_file, install)
 
 
 def fresh(suite: Suite, name: str) -> Path:
@@ -122,13 +103,22 @@ def down_server() -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Reference:
-    """A clean update's file operations (``"<kind> <install-relative path>"``, in order)."""
+    """A clean update's file operations, in the order they happened."""
 
-    ops: tuple[str, ...]
+    run: Ops
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """Each operation as ``"<kind> <install-relative path>"``."""
+        return self.run.ops
 
     def number(self, op: str) -> int:
         """The 1-based number of ``op`` in the clean update."""
-        return self.ops.index(op) + 1
+        return self.run.number(op)
+
+    def ident(self, k: int) -> str:
+        """The identity (``lane#number``) of operation ``k``."""
+        return self.run.ident(k)
 
     @property
     def journal_cleared(self) -> int:
@@ -161,21 +151,21 @@ def _count(suite: Suite) -> Reference:
             operations (it is then not killed at N, or killed at N + 1).
     """
     install = fresh(suite, "counted")
-    ops = counted_ops(suite, install)
-    if not ops or not ops[-1].startswith("rmtree"):
-        raise RuntimeError(f"the counted update did not complete: {ops[-3:]}")
-    for kill_at, expected in ((len(ops) + 1, 0), (len(ops), KILLED)):
+    run = counted_ops(suite, install)
+    if not run.ops or not run.ops[-1].startswith("rmtree"):
+        raise RuntimeError(f"the counted update did not complete: {run.ops[-3:]}")
+    for kill_at, expected in ((run.beyond(), 0), (run.ids[-1], KILLED)):
         probe = fresh(suite, f"probe-{kill_at}")
         result = start(suite, probe, kill_at=kill_at)
         if result.returncode != expected:
             raise RuntimeError(
                 f"{suite.updater[0]} with OPUSI_KILL_AT={kill_at}: exit "
                 f"{result.returncode}, expected {expected}: the updater under test "
-                f"does not perform the {len(ops)} operations of the counted run"
+                f"does not perform the {len(run.ops)} operations of the counted run"
             )
         shutil.rmtree(probe, ignore_errors=True)
     shutil.rmtree(install, ignore_errors=True)
-    return Reference(tuple(ops))
+    return Reference(run)
 
 
 def sample(items: Sequence[T], size: int) -> list[T]:
@@ -223,11 +213,11 @@ def judged(
 def kill_then_update(suite: Suite, ref: Reference, k: int) -> Outcome:
     install = fresh(suite, f"update-{k}")
     before = Before.of(install)
-    killed = start(suite, install, kill_at=k)
+    killed = start(suite, install, kill_at=ref.ident(k))
     rerun = start(suite, install)
     return judged(
         suite,
-        f"update: killed at {k} ({ref.ops[k - 1]}), run again",
+        f"update: killed at {k} ({ref.ident(k)} {ref.ops[k - 1]}), run again",
         install,
         before,
         [killed.returncode],
@@ -240,12 +230,12 @@ def kill_then_update(suite: Suite, ref: Reference, k: int) -> Outcome:
 def kill_then_server_down(suite: Suite, ref: Reference, k: int, down: str) -> Outcome:
     install = fresh(suite, f"down-{k}")
     before = Before.of(install)
-    killed = start(suite, install, kill_at=k)
+    killed = start(suite, install, kill_at=ref.ident(k))
     rerun = start(suite, install, "--server", down)
     build = NEW if k > ref.journal_cleared else OLD
     return judged(
         suite,
-        f"server down: killed at {k} ({ref.ops[k - 1]}), recovered",
+        f"server down: killed at {k} ({ref.ident(k)} {ref.ops[k - 1]}), recovered",
         install,
         before,
         [killed.returncode],
@@ -255,7 +245,7 @@ def kill_then_server_down(suite: Suite, ref: Reference, k: int, down: str) -> Ou
     )
 
 
-def kill_during_restore(suite: Suite, fault: int, k: int, op: str) -> Outcome:
+def kill_during_restore(suite: Suite, fault: str, k: str, op: str) -> Outcome:
     install = fresh(suite, f"restore-{fault}-{k}")
     before = Before.of(install)
     killed = start(suite, install, kill_at=k, fault=f"once:{fault}")
@@ -272,7 +262,7 @@ def kill_during_restore(suite: Suite, fault: int, k: int, op: str) -> Outcome:
     )
 
 
-def kill_during_recovery(suite: Suite, first: int, k: int, op: str, down: str) -> Outcome:
+def kill_during_recovery(suite: Suite, first: str, k: str, op: str, down: str) -> Outcome:
     install = fresh(suite, f"recovery-{k}")
     before = Before.of(install)
     killed = start(suite, install, kill_at=first)
@@ -290,21 +280,24 @@ def kill_during_recovery(suite: Suite, first: int, k: int, op: str, down: str) -
     )
 
 
-def restore_ops(suite: Suite, ref: Reference, fault: int) -> list[tuple[int, str]]:
-    """The operations after ``fault`` of a run whose operation ``fault`` fails once."""
+def restore_ops(suite: Suite, ref: Reference, fault: str) -> list[tuple[str, str]]:
+    """The operations after ``fault`` of a run whose operation ``fault`` fails once, as
+    (identity, operation)."""
     install = fresh(suite, f"counted-restore-{fault}")
-    ops = counted_ops(suite, install, fault=f"once:{fault}")
+    run = counted_ops(suite, install, fault=f"once:{fault}")
     shutil.rmtree(install, ignore_errors=True)
-    return list(enumerate(ops, 1))[fault:]
+    after = run.ids.index(fault) + 1
+    return list(zip(run.ids, run.ops, strict=True))[after:]
 
 
-def recovery_ops(suite: Suite, first: int, down: str) -> list[tuple[int, str]]:
-    """The operations of a run (server down) recovering from a kill at ``first``."""
+def recovery_ops(suite: Suite, first: str, down: str) -> list[tuple[str, str]]:
+    """The operations of a run (server down) recovering from a kill at ``first``, as
+    (identity, operation)."""
     install = fresh(suite, "counted-recovery")
     start(suite, install, kill_at=first)
-    ops = counted_ops(suite, install, "--server", down)
+    run = counted_ops(suite, install, "--server", down)
     shutil.rmtree(install, ignore_errors=True)
-    return list(enumerate(ops, 1))
+    return list(zip(run.ids, run.ops, strict=True))
 
 
 # --- kills during the download ------------------------------------------------------------------
@@ -357,7 +350,7 @@ def kill_during_download(suite: Suite, name: str, size: int) -> Outcome:
         # and the program it unpacked); a power loss takes both, so the kill goes to the group.
         proc = subprocess.Popen(
             command,
-            env=seam_env(),
+            env=hook_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -417,11 +410,11 @@ def cases(suite: Suite, ref: Reference, down: str) -> list[Callable[[], Outcome]
         *(partial(kill_then_server_down, suite, ref, k, down) for k in downs),
     ]
     for op in RESTORE_AFTER[1:] if quick else RESTORE_AFTER:
-        fault = ref.number(op)
+        fault = ref.ident(ref.number(op))
         after = restore_ops(suite, ref, fault)
         chosen = sample(after, 3) if quick else after
         result += [partial(kill_during_restore, suite, fault, k, o) for k, o in chosen]
-    first = ref.number(RECOVER_AFTER)
+    first = ref.ident(ref.number(RECOVER_AFTER))
     recovering = recovery_ops(suite, first, down)
     chosen = sample(recovering, 3) if quick else recovering
     result += [partial(kill_during_recovery, suite, first, k, o, down) for k, o in chosen]

@@ -45,9 +45,8 @@ from updater.bootstrap.spawn import spawn_detached
 from updater.core.builds import RemoteUpdater, RepositoryView
 from updater.core.errors import RefusedByPolicyError, ServerResponseError, error_from_os
 from updater.core.install import Install
-from updater.core.paths import WORK_DIR
+from updater.core.paths import JOURNAL_FILE, WORK_DIR
 from updater.core.plan import make_plan
-from updater.install import journal
 from updater.shared import config, system, trust
 from updater.shared.download import fetch_verified
 from updater.shared.transport import Fetcher, NetworkSettings
@@ -171,7 +170,7 @@ def check_for_updates(
         target=plan.target,
         download_bytes=plan.download_bytes,
         updater_available=view.updater_for(platform or system.platform_name()) is not None,
-        interrupted=journal.read_journal(install.root) is not None,
+        interrupted=(install.root / JOURNAL_FILE).exists(),
     )
 
 

@@ -39,6 +39,8 @@ CONFIG_FILE = "Database/SystemFiles/SystemINI/update.ini"
 BACKUP_DIR = "Database/SystemFiles/Backups"
 LOG_DIR = "Database/SystemFiles/Logs"
 WORK_DIR = "Database/SystemFiles/SecuMax2/UpdateFiles"
+#: The updater's journal of a run in progress: while it exists, an update waits to be undone.
+JOURNAL_FILE = f"{WORK_DIR}/journal.json"
 
 _DEVICE_NAMES = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]

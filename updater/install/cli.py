@@ -22,7 +22,7 @@ from updater.core.install import Install
 from updater.core.paths import LOG_DIR
 from updater.core.plan import UpdatePlan
 from updater.core.report import ArgumentParser, run_command
-from updater.install import recovery
+from updater.install import recovery, testhooks
 from updater.install import run as update
 from updater.shared import config, package
 from updater.shared.progress import PhaseHandle, Reporter, make_reporter
@@ -289,6 +289,7 @@ class _PlainSummary(Reporter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``opusi-INSTALLUpdate``."""
+    testhooks.activate_from_environment()  # the fault suites' hook; unset: nothing happens
     try:
         return run_command(_work, argv)
     finally:

@@ -1,8 +1,9 @@
 """The update history: one line per run an administrator can read, in ``Logs/update-history.log``.
 
 Appends to ``<install>/Database/SystemFiles/Logs/update-history.log`` (a customer-data folder the
-backup leaves out, so a restore never rolls the history back). A history that cannot be written
-is logged and otherwise ignored: it must never fail an update.
+backup leaves out, so a restore never rolls the history back). Like the log file, it is written
+outside the file seam (:mod:`updater.shared.fileops`): it records what happened even when the
+seam's operations fail. A history that cannot be written is logged and otherwise ignored.
 """
 
 from __future__ import annotations

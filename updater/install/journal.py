@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from updater.core.errors import RestoreFailedError, error_from_os
-from updater.core.paths import WORK_DIR
+from updater.core.paths import JOURNAL_FILE
 from updater.shared import fileops
 
 log = logging.getLogger(__name__)
-
-JOURNAL_NAME = "journal.json"
 
 Phase = Literal["applying", "restoring"]
 
@@ -56,7 +54,7 @@ class Journal:
 
 def journal_path(install: Path) -> Path:
     """Where the journal of ``install`` lives."""
-    return install / WORK_DIR / JOURNAL_NAME
+    return install / JOURNAL_FILE
 
 
 def write_journal(install: Path, journal: Journal) -> None:

@@ -31,8 +31,9 @@ from updater.install.backup.writer import ensure_backup
 from updater.install.history import write_history
 from updater.shared import config, fileops, trust
 from updater.shared.download import DownloadedBuild, download_builds, missing_bytes
+from updater.shared.offline import FolderFetcher
 from updater.shared.progress import Reporter
-from updater.shared.transport import Fetcher, FolderFetcher, NetworkSettings
+from updater.shared.transport import Fetcher, NetworkSettings
 
 log = logging.getLogger(__name__)
 

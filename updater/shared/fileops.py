@@ -1,35 +1,32 @@
-"""The seam over every file operation the updater performs on an install.
+"""The seam over every file operation the updater performs on an install and its working folder.
 
-Backup, apply, restore and the journal change files only through these functions, so that
-(1) Windows' behaviour (a file held open by a virus scanner or the host cannot be replaced
-for a moment) is handled in one place: :func:`replace` retries; and (2) the fault suite can
-make operation *k* fail, once or from then on, through :func:`set_fault_plan`, without
-mocking any part of the updater. The default plan does nothing.
+Backup, staging, downloads, apply, restore and the journal change files only through these
+functions, so that (1) Windows' behaviour (a file held open by a virus scanner or the host cannot
+be replaced for a moment) is handled in one place: :func:`replace` and :func:`unlink` retry; and
+(2) the fault and crash suites can fail or stop the updater at any one operation, through the
+one hook :func:`set_hook` (installed only by :mod:`updater.install.testhooks`, from the test
+environment). Without a hook, an operation costs one attribute test.
 
-Fault injection is switched on from outside the process by ``OPUSI_FAULT_PLAN`` (read once at
-import: ``"once:K"``, ``"from:K"``, or ``"count:0"`` to count only), so it also reaches the frozen
-executable. A second test seam, ``OPUSI_KILL_AT=K`` (also read once at import), makes the process
-kill itself with SIGKILL right before its operation number K (counting from 1, every operation of
-this module, in the order the process runs them): the crash suite uses it to stop a real run at a
-reproducible moment, as a power loss would. Unset (the default), both do nothing.
+Operations may run in several threads (the backup's parts, the staging lanes, a download). Each
+thread that does file work names its *lane* (:func:`lane`); an operation's identity is its lane
+and its number within the lane (``main#12``, ``backup-2#40``), which is the same in every run
+whatever the order of two lanes' operations. The hook gets every operation with that identity.
 
-Operations may run in several threads (the backup writes its parts in parallel): counting and
-checking an operation is done under one lock, so every operation gets its own number, but the
-order of two threads' operations is not fixed. A run whose numbers must mean the same operation
-in the next run (a seam set from the environment) asks :func:`order_matters` and then runs its
-operations in one thread.
+Left outside the seam: python-tuf writes its own metadata cache (atomically, in the working
+folder), :mod:`filelock` creates ``update.lock``, and the records of a run (the log file and the
+update history in ``Logs/``) are written directly, so that they tell what happened even when the
+seam's operations fail. None of them is a program file, and none is restored.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,86 +35,71 @@ from updater.shared.fsutil import fsync_dir
 #: How long :func:`replace` and :func:`unlink` keep retrying a file that is in use.
 LOCK_RETRY_SECONDS = 10.0
 _RETRY_PAUSE = 0.2
+MAIN_LANE = "main"
 
 
-@dataclass
-class FaultPlan:
-    """Fail operation number ``at`` (counting from 1) once, or every operation from it on.
+@dataclass(frozen=True)
+class Operation:
+    """One file operation as the hook sees it.
 
-    ``at=0`` fails nothing and only counts; every operation is listed in ``seen``.
+    Attributes:
+        lane: The lane (thread of work) it runs in.
+        number: Its number within the lane, from 1.
+        kind: ``open``, ``write``, ``replace``, ``unlink``, ``mkdir``, ...
+        path: The file or folder it works on.
     """
 
-    at: int
-    every_after: bool = False
-    count: int = 0
-    seen: list[str] = field(default_factory=list)
+    lane: str
+    number: int
+    kind: str
+    path: Path
 
-    def check(self, op: str, path: Path) -> None:
-        self.count += 1
-        self.seen.append(f"{op} {path.as_posix()}")
-        if self.at == 0:
-            return
-        if self.count == self.at or (self.every_after and self.count > self.at):
-            raise OSError(errno.EIO, f"injected fault in {op} (operation {self.count})", str(path))
+    @property
+    def ident(self) -> str:
+        """``lane#number``: the same operation in every run of the same update."""
+        return f"{self.lane}#{self.number}"
 
 
-_plan: FaultPlan | None = None
-
-
-def set_fault_plan(plan: FaultPlan | None) -> None:
-    """Install (or remove, with None) the fault plan of the test suite."""
-    global _plan
-    _plan = plan
-
-
-def operation_count() -> int:
-    """How many operations ran under the current fault plan (0 without one)."""
-    return _plan.count if _plan else 0
-
-
-def _plan_from_environment() -> FaultPlan | None:
-    text = os.environ.get("OPUSI_FAULT_PLAN", "")
-    mode, _, number = text.partition(":")
-    if mode in ("once", "from") and number.isdigit():
-        return FaultPlan(at=int(number), every_after=mode == "from")
-    if mode == "count":
-        return FaultPlan(at=0)
-    return None
-
-
-_plan = _plan_from_environment()
-_plan_from_env = _plan is not None
-
-
-def _kill_at_from_environment() -> int:
-    text = os.environ.get("OPUSI_KILL_AT", "")
-    return int(text) if text.isdigit() else 0
-
-
-_kill_at = _kill_at_from_environment()
-_ops_run = 0
+Hook = Callable[[Operation], None]
+_hook: Hook | None = None
+_local = threading.local()
+_counts: dict[str, int] = {}
 _count_lock = threading.Lock()
 
 
-def order_matters() -> bool:
-    """True when ``OPUSI_KILL_AT`` or ``OPUSI_FAULT_PLAN`` is set (test seams, see above).
-
-    Their operation numbers are learned in one process and used in another, so the operations
-    must then run in the same order every time: callers that would use threads run them one
-    after another instead.
-    """
-    return bool(_kill_at) or _plan_from_env
-
-
-def _op(name: str, path: Path) -> None:
+def set_hook(hook: Hook | None) -> None:
+    """Install (or, with None, remove) the one hook that sees every operation; resets the
+    lanes' counts."""
+    global _hook
     with _count_lock:
-        if _kill_at:
-            global _ops_run
-            _ops_run += 1
-            if _ops_run == _kill_at:
-                os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
-        if _plan is not None:
-            _plan.check(name, path)
+        _counts.clear()
+    _hook = hook
+
+
+@contextmanager
+def lane(name: str) -> Iterator[None]:
+    """Run the ``with`` block's file operations in the lane ``name`` (this thread only)."""
+    outer = getattr(_local, "lane", MAIN_LANE)
+    _local.lane = name
+    try:
+        yield
+    finally:
+        _local.lane = outer
+
+
+def name_lane(name: str) -> None:
+    """Put this thread in the lane ``name`` for good (a worker thread's initializer)."""
+    _local.lane = name
+
+
+def _op(kind: str, path: Path) -> None:
+    hook = _hook
+    if hook is None:
+        return
+    name = getattr(_local, "lane", MAIN_LANE)
+    with _count_lock:
+        number = _counts[name] = _counts.get(name, 0) + 1
+    hook(Operation(name, number, kind, path))
 
 
 def _is_in_use(error: OSError) -> bool:
@@ -173,15 +155,45 @@ def rmtree(path: Path) -> None:
 
 
 def open_write(path: Path) -> BinaryIO:
-    """Open a new file for writing (truncating)."""
+    """Open a file for writing (truncating)."""
     _op("open", path)
     return path.open("wb")
+
+
+def open_new(path: Path) -> BinaryIO:
+    """Create a file that must not exist yet, for writing."""
+    _op("open", path)
+    return path.open("xb")
+
+
+def open_append(path: Path) -> BinaryIO:
+    """Open a file for appending (created if missing)."""
+    _op("open", path)
+    return path.open("ab")
 
 
 def write_chunk(handle: BinaryIO, data: bytes) -> None:
     """Write one chunk of a file opened with :func:`open_write`."""
     _op("write", Path(handle.name))
     handle.write(data)
+
+
+def write_chunks(handle: BinaryIO, chunks: Iterable[bytes]) -> None:
+    """Write several chunks as one operation (a download's batch), without joining them."""
+    _op("write", Path(handle.name))
+    handle.writelines(chunks)
+
+
+def set_times(path: Path, mtime: float) -> None:
+    """Set a file's access and modification time."""
+    _op("utime", path)
+    os.utime(path, times=(mtime, mtime))
+
+
+def chmod(path: Path, mode: int) -> None:
+    """Set a file's permission bits (on Windows only the read-only flag counts)."""
+    _op("chmod", path)
+    path.chmod(mode)
 
 
 def sync(handle: BinaryIO) -> None:

@@ -8,7 +8,8 @@ reads it).
 
 Reading never extracts straight into an install: :func:`list_members` gives the names and
 sizes to check first, and :func:`extract_to` writes into a staging folder with the size limit
-from the signed metadata (py7zr checks a file's CRC only after writing it).
+from the signed metadata (py7zr checks a file's CRC only after writing it), every file operation
+through :mod:`updater.shared.fileops` (in the lanes ``staging-1`` and ``staging-2``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from py7zr.io import Py7zIO, WriterFactory
 from updater.core.builds import Member
 from updater.core.errors import PackageVerificationError, UnsafeArchiveError
 from updater.core.paths import path_problem
+from updater.shared import fileops
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,11 @@ class _Sink:
     LANES = 2
 
     def __init__(self) -> None:
-        self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="opusi-stage")
-                       for _ in range(self.LANES)]
+        # each thread is a lane of the file seam too: its operations keep their numbers
+        self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="opusi-stage",
+                                          initializer=fileops.name_lane,
+                                          initargs=(f"staging-{n + 1}",))
+                       for n in range(self.LANES)]
         self._pending: deque[tuple[Future[None], int]] = deque()
         self._held = 0
 
@@ -238,11 +243,11 @@ class _StagedFile(Py7zIO):
     # -- in the sink's thread ------------------------------------------------------------------
 
     def _open(self) -> None:
-        self._file = self._path.open("xb")
+        self._file = fileops.open_new(self._path)
 
     def _write(self, data: bytes) -> None:
         assert self._file is not None
-        self._file.write(data)
+        fileops.write_chunk(self._file, data)
         self._hash.update(data)
 
     def _finish(self) -> None:
@@ -272,7 +277,7 @@ class _StagingWriters(WriterFactory):
             raise UnsafeArchiveError(f"Package member {filename!r}: {problem}.")
         target = self._dest / (f"{len(self._files):06d}" if self._flat else filename)  # n-th
         if target.parent not in self._folders:  # made here, before a lane opens a file in it
-            target.parent.mkdir(parents=True, exist_ok=True)
+            fileops.makedirs(target.parent)
             self._folders.add(target.parent)
         writer = _StagedFile(target, filename, self.props.get(filename, {}), self,
                              len(self._files))
@@ -292,10 +297,9 @@ def _set_properties(path: Path, props: dict[str, Any]) -> None:
     """The modification time and mode py7zr's own extraction would give the file."""
     written = props.get("lastwritetime")
     if isinstance(written, int):
-        stamp = ArchiveTimestamp(written).totimestamp()
-        os.utime(path, times=(stamp, stamp))
+        fileops.set_times(path, ArchiveTimestamp(written).totimestamp())
     mode = props.get("posix_mode")
     if os.name == "posix" and isinstance(mode, int):
-        path.chmod(mode)
+        fileops.chmod(path, mode)
     elif props.get("readonly"):
-        path.chmod(path.stat().st_mode & ~(stat.S_IWRITE | stat.S_IWGRP | stat.S_IWOTH))
+        fileops.chmod(path, path.stat().st_mode & ~(stat.S_IWRITE | stat.S_IWGRP | stat.S_IWOTH))

@@ -11,23 +11,18 @@ anything that keeps us from talking to the server (refused, DNS, TLS, timeout, p
 ``404``/``403`` without a license answer stay python-tuf's ``DownloadHTTPError``, which its client
 expects when it probes for a newer root.
 
-:meth:`Fetcher.download_package` downloads a package resumably (``Range`` + ``If-Range``) into a
-``.part`` file next to its destination and verifies the signed length and sha256.
+:meth:`Fetcher.download_package` downloads a package resumably and verified, through
+:mod:`updater.shared.resume`.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import logging
-import os
 import re
 import time
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -41,12 +36,10 @@ from updater import __version__
 from updater.core.errors import (
     ConnectionFailedError,
     OpusiError,
-    PackageVerificationError,
     ServerResponseError,
-    error_from_os,
 )
 from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
-from updater.shared.fsutil import iter_file, sha256_of
+from updater.shared import resume
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +207,10 @@ class Fetcher(FetcherInterface):
             raise tuf_exceptions.DownloadError(f"Failed to download {url}") from e
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        return self._chunks(self.open(url), url)
+        return self.chunks(self.open(url), url)
 
-    def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
+    def chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
+        """The body of ``response`` in the socket's chunks, within the throughput guard."""
         guard = _RateGuard(self.settings.min_rate, self.settings.rate_window, url)
         try:
             while True:
@@ -236,202 +230,8 @@ class Fetcher(FetcherInterface):
     def download_package(
         self, url: str, dest: Path, *, length: int, sha256: str, progress: Progress | None = None
     ) -> Path:
-        """Download ``url`` to ``dest``, resuming a ``.part`` file left by an earlier run.
-
-        The file is complete only when it has exactly ``length`` bytes with hash ``sha256``;
-        then it is renamed to ``dest``. A ``.part`` that cannot be resumed starts over.
-
-        Raises:
-            ConnectionFailedError: The connection failed (the ``.part`` is kept for resuming).
-            PackageVerificationError: The server sent more than ``length`` bytes, or the
-                complete file does not match ``sha256`` (the ``.part`` is deleted).
-            DiskSpaceError: The disk became full.
-        """
-        part = dest.with_name(dest.name + ".part")
-        state = _PartState.load(part)
-        if state.size == length:  # complete already (a run stopped before the rename)
-            try:
-                _verify_file(part, length, sha256, url)
-            except PackageVerificationError:
-                state = _PartState.load(part)  # it was discarded: start over
-            else:
-                log.info("%s: the complete download from an earlier run is used", dest.name)
-                if progress:
-                    progress(length)
-                os.replace(part, dest)
-                state.forget()
-                return dest
-        headers = {}
-        if state.size and state.etag and state.size < length:
-            headers = {"Range": f"bytes={state.size}-", "If-Range": state.etag}
-        elif state.size:
-            state = state.restart()
-        response = self.open(url, headers)
-        resumed = response.status == 206 and _range_start(response) == state.size
-        if not resumed:
-            state = state.restart()
-        state = state.with_etag(response.headers.get("ETag"))
-        digest = self._write_body(response, url, part, state, length, progress)
-        _verify_file(part, length, sha256, url, digest)
-        os.replace(part, dest)
-        state.forget()
-        return dest
-
-    def _write_body(
-        self,
-        response: urllib3.BaseHTTPResponse,
-        url: str,
-        part: Path,
-        state: _PartState,
-        length: int,
-        progress: Progress | None,
-    ) -> hashlib._Hash:
-        """Append the body to ``part``, hashing as it goes (a resumed part is hashed first).
-
-        The hash runs in a second thread, overlapping the network and the disk (hashlib lets go
-        of the interpreter lock). The file is not fsynced: a download is verified again before
-        it is used, so a torn one after a power loss is only fetched anew.
-        """
-        size = state.size
-        if progress and size:
-            progress(size)
-        try:
-            digest = sha256_of(part) if size else hashlib.sha256()
-            with part.open("ab" if size else "wb") as handle, _Hasher(digest) as hasher:
-                for batch in _batches(self._chunks(response, url)):
-                    received = sum(map(len, batch))
-                    size += received
-                    if size > length:
-                        raise PackageVerificationError(
-                            f"The server sent more than the signed {length} bytes of {url}."
-                        )
-                    handle.writelines(batch)  # no joining: one copy less per byte
-                    hasher.update(batch)
-                    if progress:
-                        progress(received)
-            return digest
-        except PackageVerificationError:
-            state.discard()
-            raise
-        except OSError as e:
-            raise error_from_os(e, f"write the download {part}") from e
-
-
-@dataclass(frozen=True)
-class _PartState:
-    """A partial download on disk and the ETag it was begun with (kept in ``.part.json``)."""
-
-    part: Path
-    size: int
-    etag: str | None
-
-    @classmethod
-    def load(cls, part: Path) -> _PartState:
-        try:
-            etag = json.loads(part.with_name(part.name + ".json").read_text("utf-8"))["etag"]
-            return cls(part, part.stat().st_size, str(etag) if etag else None)
-        except (OSError, ValueError, KeyError, TypeError):
-            return cls(part, part.stat().st_size if part.exists() else 0, None)
-
-    def restart(self) -> _PartState:
-        self.part.unlink(missing_ok=True)
-        return _PartState(self.part, 0, None)
-
-    def with_etag(self, etag: str | None) -> _PartState:
-        meta = self.part.with_name(self.part.name + ".json")
-        if etag and etag != self.etag:
-            meta.write_text(json.dumps({"etag": etag}), "utf-8")
-        return _PartState(self.part, self.size, etag)
-
-    def discard(self) -> None:
-        self.restart()
-        self.forget()
-
-    def forget(self) -> None:
-        self.part.with_name(self.part.name + ".json").unlink(missing_ok=True)
-
-
-def _range_start(response: urllib3.BaseHTTPResponse) -> int | None:
-    value = response.headers.get("Content-Range", "")
-    try:
-        unit, _, rest = value.partition(" ")
-        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
-    except ValueError:
-        return None
-
-
-def _batches(
-    chunks: Iterator[bytes], size: int = 1 << 20, every: float = 0.25
-) -> Iterator[list[bytes]]:
-    """Group the socket's chunks into batches of about ``size`` bytes (fewer hand-offs), but
-    pass on what arrived at least every ``every`` seconds, so a slow download still grows on
-    disk. The chunks are not joined (that would copy every byte once more)."""
-    pending: list[bytes] = []
-    held = 0
-    since = time.monotonic()
-    try:
-        for chunk in chunks:
-            pending.append(chunk)
-            held += len(chunk)
-            if held >= size or time.monotonic() - since >= every:
-                yield pending
-                pending, held, since = [], 0, time.monotonic()
-    except Exception:  # not GeneratorExit: then the consumer itself stopped reading
-        if pending:  # what arrived before the failure is kept, so the download can resume
-            yield pending
-        raise
-    if pending:
-        yield pending
-
-
-class _Hasher:
-    """Feeds a digest from a background thread, up to ``ahead`` batches behind the caller.
-
-    A queue of a few batches (not one) lets the hashing thread catch up after the scheduler
-    gave the core to the receiving thread or the server for a while, instead of stalling the
-    download each time: measured on two cores, the waits for the hash fell from 0.12 s to
-    almost nothing per 500 MB.
-    """
-
-    def __init__(self, digest: hashlib._Hash, ahead: int = 8) -> None:
-        self._digest = digest
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opusi-hash")
-        self._pending: deque[Future[None]] = deque()
-        self._ahead = ahead
-
-    def update(self, batch: list[bytes]) -> None:
-        while len(self._pending) >= self._ahead:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._hash_all, batch))
-
-    def _hash_all(self, batch: list[bytes]) -> None:
-        for chunk in batch:
-            self._digest.update(chunk)
-
-    def __enter__(self) -> _Hasher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _verify_file(
-    path: Path, length: int, sha256: str, url: str, digest: hashlib._Hash | None = None
-) -> None:
-    """Check length and hash (``digest``: hashed while written); discard the file on mismatch."""
-    size = path.stat().st_size
-    digest = digest or sha256_of(path)
-    if size != length or digest.hexdigest() != sha256:
-        path.unlink(missing_ok=True)
-        path.with_name(path.name + ".json").unlink(missing_ok=True)
-        raise PackageVerificationError(
-            f"{url} does not match its signed length and hash "
-            f"({size} bytes received, {length} expected); it was discarded."
-        )
+        """Download ``url`` to ``dest``, resumably: see :func:`updater.shared.resume.download`."""
+        return resume.download(self, url, dest, length=length, sha256=sha256, progress=progress)
 
 
 def _finish(response: urllib3.BaseHTTPResponse) -> None:
@@ -500,51 +300,3 @@ def connection_error(error: Exception, url: str) -> ConnectionFailedError:
     return ConnectionFailedError(
         f"The update server {host} {kind} ({type(reason).__name__}: {reason}).", hint=hint
     )
-
-
-class FolderFetcher(FetcherInterface):
-    """The same interface over a local copy of the repository (``--offline DIR``).
-
-    URLs are ``file:`` URLs below the folder; everything is verified exactly as online.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def _path(self, url: str) -> Path:
-        path = Path(unquote(parse_url(url).path or "")).resolve()
-        if not path.is_relative_to(self.root):
-            raise tuf_exceptions.DownloadHTTPError(f"{url} is outside {self.root}", 404)
-        return path
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        path = self._path(url)
-        if not path.is_file():
-            raise tuf_exceptions.DownloadHTTPError(f"{path} not found", 404)
-        return iter_file(path)
-
-    def download_package(
-        self, url: str, dest: Path, *, length: int, sha256: str, progress: Progress | None = None
-    ) -> Path:
-        """Copy the file at ``url`` to ``dest`` and verify it like a download.
-
-        Raises:
-            PackageVerificationError: The file is missing or does not match.
-        """
-        source = self._path(url)
-        if not source.is_file():
-            raise PackageVerificationError(f"The offline folder lacks {source.name}.")
-        part = dest.with_name(dest.name + ".part")
-        digest = hashlib.sha256()
-        try:
-            with part.open("wb") as handle:
-                for block in iter_file(source):
-                    handle.write(block)
-                    digest.update(block)
-                    if progress:
-                        progress(len(block))
-        except OSError as e:
-            raise error_from_os(e, f"write the download {part}") from e
-        _verify_file(part, length, sha256, url, digest)
-        os.replace(part, dest)
-        return dest

@@ -155,15 +155,14 @@ def dos_time(date_time: tuple[int, ...]) -> tuple[int, ...]:
     return (*date_time[:5], date_time[5] // 2 * 2)
 
 
-def run_parts(jobs: list[Callable[[threading.Event], _T]], sequential: bool) -> list[_T]:
+def run_parts(jobs: list[Callable[[threading.Event], _T]]) -> list[_T]:
     """Run one job per part, each in its own thread, and return their results in order.
 
     When one job fails, the others are told to stop (the event is set) and all are waited
-    for; then the first part's own error (not a :class:`Stopped`) is raised. ``sequential``
-    runs them one after another in this thread instead.
+    for; then the first part's own error (not a :class:`Stopped`) is raised.
     """
     stop = threading.Event()
-    if sequential or len(jobs) < 2:
+    if len(jobs) < 2:
         return [job(stop) for job in jobs]
     with ThreadPoolExecutor(len(jobs), thread_name_prefix="opusi-backup") as pool:
         futures = [pool.submit(job, stop) for job in jobs]
@@ -221,7 +220,7 @@ def _check_parts(paths: list[Path]) -> Contents:
     Raises:
         BadBackup: A part is missing, damaged, or the parts do not add up to the backup.
     """
-    return contents_of(paths, run_parts([_checker(p) for p in paths], sequential=False))
+    return contents_of(paths, run_parts([_checker(p) for p in paths]))
 
 
 def contents_of(paths: list[Path], checked: list[Checked]) -> Contents:

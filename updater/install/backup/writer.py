@@ -194,10 +194,8 @@ def _write_parts(tmps: list[Path], parts: list[list[tuple[str, Path]]], build: i
         DiskError: A part was written but failed its check.
         OSError: A file could not be read or a part not written.
 
-    Test-only concession: with ``OPUSI_KILL_AT`` or ``OPUSI_FAULT_PLAN`` set
-    (:func:`updater.shared.fileops.order_matters`), the parts are written one after another, so that
-    operation K of a counted run is operation K of the next run, which the crash and fault
-    suites rely on. Unset (always, in real use), they are written in parallel.
+    Each part's thread writes in its own lane of the seam (``backup-1``, ``backup-2``), so
+    the fault and crash suites reach the same operations in every run.
     """
     members = [m for part in parts for m in part]
     meter = _Meter(sum(path.lstat().st_size for _, path in members), progress)
@@ -208,7 +206,9 @@ def _write_parts(tmps: list[Path], parts: list[list[tuple[str, Path]]], build: i
 
     def job(index: int) -> Callable[[threading.Event], Checked]:
         def write_and_check(stop: threading.Event) -> Checked:
-            _write_zip(tmps[index], parts[index], comment if index == 0 else b"", meter, stop)
+            with fileops.lane(f"backup-{index + 1}"):
+                _write_zip(tmps[index], parts[index], comment if index == 0 else b"", meter,
+                           stop)
             try:
                 return check_part(tmps[index])
             except BadBackup as e:
@@ -216,7 +216,7 @@ def _write_parts(tmps: list[Path], parts: list[list[tuple[str, Path]]], build: i
 
         return write_and_check
 
-    return run_parts([job(i) for i in range(len(parts))], fileops.order_matters())
+    return run_parts([job(i) for i in range(len(parts))])
 
 
 def _write_zip(tmp: Path, members: list[tuple[str, Path]], comment: bytes, meter: _Meter,
