@@ -57,8 +57,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import py7zr  # noqa: E402
 import treegen  # noqa: E402
 
-from tests.frozen_build import build_frozen  # noqa: E402
-from tests.processes import free_port, stop_process  # noqa: E402
+from tests.support.frozen_build import build_frozen  # noqa: E402
+from tests.support.processes import free_port, stop_process  # noqa: E402
 from updater.core.errors import OpusiError  # noqa: E402
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trees import program_builds, snapshot, write_tree
+from tests.support.trees import program_builds, snapshot, write_tree
 from updater.core.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
 from updater.shared import fileops, package
 from updater.vendor import publish, repository
@@ -77,7 +77,7 @@ class Frozen:
 @pytest.fixture(scope="session")
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
     """A vendor with the frozen updater published for this platform, served on loopback."""
-    from tests.frozen_build import build_frozen
+    from tests.support.frozen_build import build_frozen
     from updater.shared import system
 
     base = tmp_path_factory.mktemp("frozen")

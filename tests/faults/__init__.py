@@ -4,7 +4,7 @@ Each class of faults is a module here with ``run(suite: Suite) -> list[Outcome]`
 when the install ended at exactly the old or the new build (program files byte for byte, the
 customer-data folders byte-identical) AND the run ended with the documented exit code.
 ``python -m tests.faults`` (``scripts/faults``) runs them all and prints the table;
-``tests/test_faults.py`` runs a smaller configuration.
+``tests/faults/test_faults.py`` runs a smaller configuration.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.python:
             updater: tuple[str, ...] = (sys.executable, "-m", "updater.install.cli")
         else:
-            from tests.frozen_build import build_frozen
+            from tests.support.frozen_build import build_frozen
 
             updater = (str(build_frozen(vendor.root_file, base / "dist")[0]),)
         server = Server(vendor.repo, vendor.db, threads=8)

@@ -28,7 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.conftest import LICENSE, make_install
-from tests.crash import TrickleRelay
 from tests.faults import Outcome, Suite
 from tests.faults.metadata import (
     BOUND,
@@ -44,9 +43,10 @@ from tests.faults.metadata import (
     target_path,
     unique_folder,
 )
-from tests.processes import free_port, stop_process
-from tests.proxies import TINYPROXY
-from tests.relay import Relay
+from tests.support.crash import TrickleRelay
+from tests.support.processes import free_port, stop_process
+from tests.support.proxies import TINYPROXY
+from tests.support.relay import Relay
 from updater.core.paths import WORK_DIR
 from updater.core.protocol import LICENSE_HEADER
 from updater.install.backup.writer import ensure_backup

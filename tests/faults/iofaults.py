@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from tests.crash import KILLED
 from tests.faults import Before, Outcome, Suite, outcome, own_temps_only
 from tests.faults.kills import (
     NEW,
@@ -47,6 +46,7 @@ from tests.faults.kills import (
     sample,
     start,
 )
+from tests.support.crash import KILLED
 
 KLASS = "I/O faults"
 

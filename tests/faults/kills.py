@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from tests.conftest import make_install
-from tests.crash import KILLED, Ops, TrickleRelay, hook_env, read_ops, spread, updater_args
 from tests.faults import Before, Outcome, Suite, ended_at, outcome, own_temps_only
+from tests.support.crash import KILLED, Ops, TrickleRelay, hook_env, read_ops, spread, updater_args
 from updater.core.paths import WORK_DIR
 
 KLASS = "hard kills"

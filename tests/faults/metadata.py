@@ -35,8 +35,8 @@ from tuf.api.serialization.json import JSONSerializer
 
 from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, outcome
-from tests.rawserver import RawServer, reply_body, reply_endless, reply_stall, reply_trickle
-from tests.trees import snapshot
+from tests.support.rawserver import RawServer, reply_body, reply_endless, reply_stall, reply_trickle
+from tests.support.trees import snapshot
 from updater.vendor.repository import load_signer
 from updater.vendor.serving import Server
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, evil, outcome
-from tests.trees import snapshot
+from tests.support.trees import snapshot
 from updater.vendor import publish, repository
 from updater.vendor.serving import Server
 

@@ -112,25 +112,24 @@ def test_pure_module_loads_no_third_party_package(module: str,
     assert outside == []
 
 
-def test_frozen_updater_entry_loads_no_vendor_or_server_code(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    loaded = _loaded_by("updater.install.cli")
-    with capsys.disabled():
-        print(f"\n[layers] opusi-INSTALLUpdate: {len(loaded)} modules, third-party: "
-              f"{', '.join(_third_party(loaded))}")
-    forbidden = [m for m in loaded if m.startswith(("updater.vendor", "updater.bootstrap"))
-                 or m.split(".")[0] in SERVER_STACK]
-    assert forbidden == []
+#: Each frozen program's entry point and what must never be loaded with it.
+ENTRIES = {
+    "opusi-INSTALLUpdate": ("updater.install.cli", ("updater.vendor", "updater.bootstrap"),
+                            SERVER_STACK),
+    "opusi-update": ("updater.bootstrap.cli", ("updater.vendor", "updater.install"),
+                     (*SERVER_STACK, *NOT_IN_BOOTSTRAP)),
+}
 
 
-def test_bootstrap_entry_loads_no_vendor_server_or_archive_code(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    loaded = _loaded_by("updater.bootstrap.cli")
+@pytest.mark.parametrize("program", sorted(ENTRIES))
+def test_frozen_program_loads_only_what_it_may(program: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    entry, folders, packages = ENTRIES[program]
+    loaded = _loaded_by(entry)
     with capsys.disabled():
-        print(f"\n[layers] opusi-update: {len(loaded)} modules, third-party: "
+        print(f"\n[layers] {program} ({entry}): {len(loaded)} modules, third-party: "
               f"{', '.join(_third_party(loaded))}")
-    forbidden = [m for m in loaded if m.startswith(("updater.vendor", "updater.install"))
-                 or m.split(".")[0] in (*SERVER_STACK, *NOT_IN_BOOTSTRAP)]
+    forbidden = [m for m in loaded if m.startswith(folders) or m.split(".")[0] in packages]
     assert forbidden == []
 
 

@@ -110,7 +110,8 @@ class UpdaterInfo:
 
 
 def kind_of(custom: object) -> str | None:
-    """``"build"``, ``"manifest"``, ``"updater"`` or None (not one of our records)."""
+    """The record's kind (``"build"``, ``"manifest"``, ``"updater"``; a kind a newer publisher
+    writes is returned as it is, for the caller to ignore), or None (not one of our records)."""
     info = custom.get(CUSTOM_KEY) if isinstance(custom, Mapping) else None
     kind = info.get("kind") if isinstance(info, Mapping) else None
     return kind if isinstance(kind, str) else None

@@ -67,4 +67,7 @@ def manifest_from_json(data: bytes) -> dict[str, FileEntry]:
     body = json.loads(data.decode("utf-8"))
     if not isinstance(body, dict) or body.get("format") != 1:
         raise ValueError("not a manifest of format 1")
-    return {p: FileEntry(size=int(s), sha256=str(h)) for p, (s, h) in body["files"].items()}
+    try:
+        return {p: FileEntry(size=int(s), sha256=str(h)) for p, (s, h) in body["files"].items()}
+    except (KeyError, AttributeError, TypeError) as e:  # no or misshapen "files"
+        raise ValueError(f"a manifest of format 1 without a valid file list ({e!r})") from e

@@ -19,11 +19,12 @@ from pathlib import Path
 from updater import __version__
 from updater.core.errors import UsageError
 from updater.core.install import Install
-from updater.core.paths import LOG_DIR
+from updater.core.paths import BACKUP_DIR, LOG_DIR
 from updater.core.plan import UpdatePlan
 from updater.core.report import ArgumentParser, run_command
 from updater.install import recovery, testhooks
 from updater.install import run as update
+from updater.install.backup.store import backups_in
 from updater.shared import config, package
 from updater.shared.progress import PhaseHandle, Reporter, make_reporter
 from updater.shared.transport import NetworkSettings
@@ -230,20 +231,13 @@ def _list_package(path: Path) -> int:
 
 
 def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
-    from updater.core.paths import BACKUP_DIR
-    from updater.install.backup.store import BACKUP_NAME
-
     if zip_arg:
         zip_path = Path(zip_arg)
-    else:
-        backups = sorted(  # a backup's first part; its other parts are read from it
-            (p for p in (root / BACKUP_DIR).glob("opusi-backup-*.zip")
-             if BACKUP_NAME.match(p.name)),
-            key=lambda p: p.stat().st_mtime,
-        )
+    else:  # the newest, in the order the backup store keeps (by the time in the name)
+        backups = backups_in(root)
         if not backups:
             raise UsageError(f"No backup found in {root / BACKUP_DIR}.")
-        zip_path = backups[-1]
+        zip_path = backups[0][0]
     restored = recovery.restore_by_hand(root, zip_path)
     reporter.message(f"Restored {restored.files} files of build {restored.build} from {zip_path}.")
     return 0

@@ -7,9 +7,12 @@ are faster than zlib's too, which speeds up the backup's CRC check and a restore
 
 :func:`use_in_zipfile` points :mod:`zipfile`'s ``zlib`` and ``crc32`` at :data:`ENGINE`, an
 object with the calls ``zipfile`` makes (``compressobj``, ``decompressobj``, ``crc32``,
-``DEFLATED``, ``Z_DEFAULT_COMPRESSION``). ISA-L knows levels 0-3; any other level (zlib's
-default -1, or 4-9 asked for by other code in the process) goes to zlib, so callers see no
-difference but speed. Where python-isal has no wheel (it has them for Windows, Linux and macOS
+``DEFLATED``, ``Z_DEFAULT_COMPRESSION``). The backup's functions that open a zip call it
+(:func:`.writer.create_backup`, :func:`.store.read_backup`, :func:`.store.check_part`); nothing
+calls it as a side effect of an import. The change is process-wide, which is safe: ISA-L knows
+levels 0-3, and any other level (zlib's default -1, or 4-9 asked for by other code in the
+process) goes to zlib, so other callers of zipfile see no difference but speed. Where
+python-isal has no wheel (it has them for Windows, Linux and macOS
 on x86-64 and ARM64), :data:`ENGINE` is plain zlib.
 """
 

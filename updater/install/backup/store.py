@@ -192,6 +192,7 @@ def read_backup(path: Path) -> Contents:
     Raises:
         BadBackup: A part is missing, unreadable or damaged, or it is not made by the updater.
     """
+    deflate.use_in_zipfile()  # the backup's zips by ISA-L (not at import: see deflate)
     try:
         with zipfile.ZipFile(path) as zf:
             comment = zf.comment
@@ -248,6 +249,7 @@ def check_part(path: Path) -> Checked:
     Raises:
         BadBackup: It is missing, unreadable or damaged.
     """
+    deflate.use_in_zipfile()  # the backup's zips by ISA-L (not at import: see deflate)
     try:
         with zipfile.ZipFile(path) as zf:
             bad, infos, comment = zf.testzip(), zf.infolist(), zf.comment

@@ -72,6 +72,7 @@ def create_backup(install: Path, build: int, progress: Progress | None = None) -
         DiskSpaceError, FileLockedError, DiskError: A file could not be read, or the backup not
             written or verified (the error says nothing was changed).
     """
+    deflate.use_in_zipfile()  # the backup's zips by ISA-L (not at import: see deflate)
     folder = install / BACKUP_DIR
     token = secrets.token_hex(6)
     tmps: list[Path] = []

@@ -30,8 +30,17 @@ from tests.conftest import (
     program_snapshot,
     vendor_files,
 )
-from tests.crash import KILLED, ROOT, Ops, TrickleRelay, read_ops, run_updater, spread, updater_args
-from tests.trees import snapshot
+from tests.support.crash import (
+    KILLED,
+    ROOT,
+    Ops,
+    TrickleRelay,
+    read_ops,
+    run_updater,
+    spread,
+    updater_args,
+)
+from tests.support.trees import snapshot
 from updater.core.paths import LOG_DIR, WORK_DIR
 from updater.install.journal import journal_path
 

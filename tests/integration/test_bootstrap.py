@@ -28,7 +28,7 @@ from tests.conftest import (
     program_files,
     vendor_files,
 )
-from tests.trees import snapshot
+from tests.support.trees import snapshot
 from updater.bootstrap.api import check_for_updates, updater_command
 from updater.bootstrap.cli import main
 from updater.bootstrap.spawn import spawn_detached

@@ -25,11 +25,11 @@ from tests.conftest import (
     program_snapshot,
     vendor_files,
 )
-from tests.processes import free_port
-from tests.proxies import Tinyproxy, start_tinyproxy
-from tests.rawserver import RawServer, reply_body
-from tests.relay import Relay
-from tests.test_update import run
+from tests.integration.test_update import run
+from tests.support.processes import free_port
+from tests.support.proxies import Tinyproxy, start_tinyproxy
+from tests.support.rawserver import RawServer, reply_body
+from tests.support.relay import Relay
 from updater.core.errors import ConnectionFailedError
 from updater.core.paths import CONFIG_FILE
 from updater.shared.transport import Fetcher, NetworkSettings, proxy_for

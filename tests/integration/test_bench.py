@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("7zz", "zip", "curl", "nginx")
 
 pytestmark = [pytest.mark.posix_only, pytest.mark.frozen]

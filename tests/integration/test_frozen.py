@@ -33,7 +33,7 @@ from updater.core.paths import LOG_DIR
 from updater.shared import system
 
 pytestmark = [pytest.mark.frozen, pytest.mark.posix_only]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _python_dirs() -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from updater.core.errors import all_error_classes
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_exit_code_table_is_complete() -> None:

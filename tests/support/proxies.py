@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, stop_process
+from tests.support.processes import free_port, stop_process
 
 TINYPROXY = shutil.which("tinyproxy") or (
     "/usr/bin/tinyproxy" if Path("/usr/bin/tinyproxy").is_file() else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from updater.shared import system
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_frozen(trusted_root: Path, out: Path) -> tuple[Path, Path]:

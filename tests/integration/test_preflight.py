@@ -41,7 +41,7 @@ from updater.shared.system import (
     unc_share_of,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process and mount tests")
 
 # --- waiting for the host ---------------------------------------------------------------------

@@ -23,8 +23,8 @@ from tests.conftest import (
     program_snapshot,
     vendor_files,
 )
-from tests.relay import Relay
-from tests.trees import snapshot
+from tests.support.relay import Relay
+from tests.support.trees import snapshot
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, LOG_DIR, WORK_DIR
 from updater.install.backup.store import BACKUP_NAME
 from updater.install.cli import main

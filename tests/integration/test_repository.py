@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from tuf.api.metadata import Metadata
 
-from tests.trees import program_builds, snapshot, write_tree
+from tests.support.trees import program_builds, snapshot, write_tree
 from updater.core import manifest as mf
 from updater.core.errors import PublishRefusedError, RepositoryError
 from updater.shared import package

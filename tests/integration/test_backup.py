@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trees import program_builds, snapshot, write_tree
+from tests.support.trees import program_builds, snapshot, write_tree
 from updater.core.errors import DiskError, DiskSpaceError, RestoreFailedError
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, EXCLUDED_DIRS, is_excluded
 from updater.install.backup.restore import restore_full, restore_paths

@@ -17,8 +17,8 @@ from typing import TypeVar
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
-from tests.processes import free_port
-from tests.rawserver import (
+from tests.support.processes import free_port
+from tests.support.rawserver import (
     Package,
     RawServer,
     reply_body,

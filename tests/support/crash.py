@@ -22,7 +22,7 @@ from pathlib import Path
 
 from updater.install.testhooks import ENVIRONMENT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KILLED = -getattr(signal, "SIGKILL", signal.SIGTERM)
 
 

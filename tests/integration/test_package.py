@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trees import write_tree
+from tests.support.trees import write_tree
 from updater.core.errors import PackageVerificationError, UnsafeArchiveError
 from updater.shared import package
 

@@ -1,0 +1,1 @@
+"""Integration tests: the programs against real servers, proxies, packages and install trees."""

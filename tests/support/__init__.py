@@ -1,0 +1,1 @@
+"""Helpers the tests share: servers, relays, proxies, trees, processes, the frozen build."""
