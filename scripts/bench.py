@@ -81,7 +81,8 @@ MEM_BUILDS = [2001, 2002]
 LICENSE = "BENCH-1147"
 MB = 1_000_000
 #: Sources whose change changes what a published package holds: the repositories are re-made.
-PACKAGE_SOURCES = ("package.py", "repository.py", "manifest.py", "paths.py")
+PACKAGE_SOURCES = ("shared/package.py", "vendor/repository.py", "vendor/publish.py",
+                   "core/builds.py", "core/manifest.py", "core/paths.py")
 IN_PROCESS = "ours n/a (in-process)"
 #: The baseline builds' packages are never downloaded here: they are published with a fast zstd
 #: level (a method known only to this process) so the set-up stays short. Every measured package

@@ -7,7 +7,10 @@ The time bounds are generous correctness bounds (the fetcher gives up at all), n
 from __future__ import annotations
 
 import hashlib
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -382,15 +385,44 @@ def _local_resolver_only() -> bool:
     return bool(servers) and all(s.startswith("127.") or s == "::1" for s in servers)
 
 
+_DNS_PROBE = """
+from updater.core.errors import ConnectionFailedError
+from updater.shared.transport import Fetcher, NetworkSettings
+settings = NetworkSettings(license_number="TEST-1147", use_environment=False, retries=0,
+                           connect_timeout=5, read_timeout=5)
+try:
+    Fetcher(settings).download_bytes("http://opusi-test.invalid/p", 10)
+except ConnectionFailedError as e:
+    print(f"error {e.exit_code}: {e}")
+"""
+
+
+def _empty_network_namespace() -> list[str] | None:
+    """``unshare -n`` where it works: a network of its own with nothing in it, so a name lookup
+    fails on this machine and no query leaves it."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    probe = subprocess.run([unshare, "-n", "true"], capture_output=True, timeout=10)
+    return [unshare, "-n"] if probe.returncode == 0 else None
+
+
 def test_dns_failure_is_error_6() -> None:
-    if not _local_resolver_only():
+    if _local_resolver_only():
+        with pytest.raises(ConnectionFailedError) as info:
+            Fetcher(SETTINGS).download_bytes("http://opusi-test.invalid/p", 10)
+        assert "DNS" in str(info.value)
+        return
+    isolated = _empty_network_namespace()
+    if isolated is None:
         pytest.skip(
             "a DNS failure cannot be provoked without a query leaving the machine "
-            "(/etc/resolv.conf names a resolver other than 127.x)"
+            "(/etc/resolv.conf names a resolver other than 127.x, and unshare -n is not allowed)"
         )
-    with pytest.raises(ConnectionFailedError) as info:
-        Fetcher(SETTINGS).download_bytes("http://opusi-test.invalid/p", 10)
-    assert "DNS" in str(info.value)
+    done = subprocess.run([*isolated, sys.executable, "-c", _DNS_PROBE], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.startswith("error 6: "), done.stdout + done.stderr
+    assert "DNS" in done.stdout, done.stdout
 
 
 def test_wrong_protocol_answer_is_error_6(fetcher: Fetcher) -> None:
