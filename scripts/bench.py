@@ -64,11 +64,11 @@ from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIR
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
 from updater.install import apply  # noqa: E402
 from updater.install.backup import store, writer  # noqa: E402
+from updater.publisher import publish, repository  # noqa: E402
+from updater.publisher.licenses import open_registry  # noqa: E402
+from updater.publisher.trees import scan_tree  # noqa: E402
 from updater.shared import download, package, trust  # noqa: E402
 from updater.shared.transport import Fetcher, NetworkSettings  # noqa: E402
-from updater.vendor import publish, repository  # noqa: E402
-from updater.vendor.licenses import open_registry  # noqa: E402
-from updater.vendor.trees import scan_tree  # noqa: E402
 
 try:
     import psutil

@@ -32,9 +32,9 @@ import treegen  # noqa: E402
 
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, LOG_DIR  # noqa: E402
 from updater.install.backup.store import BACKUP_NAME  # noqa: E402
+from updater.publisher import repository  # noqa: E402
+from updater.publisher.licenses import open_registry  # noqa: E402
 from updater.shared import system  # noqa: E402
-from updater.vendor import repository  # noqa: E402
-from updater.vendor.licenses import open_registry  # noqa: E402
 
 DEMO = ROOT / "demo"
 BUILDS = [1147, 1148, 1150, 1152, 1155]

@@ -12,10 +12,10 @@ import pytest
 
 from tests.support.trees import program_builds, snapshot, write_tree
 from updater.core.paths import BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS
+from updater.publisher import publish, repository
+from updater.publisher.licenses import open_registry
+from updater.publisher.serving import Server
 from updater.shared import fileops, package
-from updater.vendor import publish, repository
-from updater.vendor.licenses import open_registry
-from updater.vendor.serving import Server
 
 LICENSE = "DEMO-1147"
 REVOKED = "REVOKED-1"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import make_vendor
 from tests.faults import CLASSES, Suite, run_classes, table
-from updater.vendor.serving import Server
+from updater.publisher.serving import Server
 
 
 def main(argv: list[str] | None = None) -> int:

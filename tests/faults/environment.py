@@ -51,7 +51,7 @@ from updater.core.paths import WORK_DIR
 from updater.core.protocol import LICENSE_HEADER
 from updater.install.backup.writer import ensure_backup
 from updater.install.preflight import LOCK_NAME
-from updater.vendor.licenses import open_registry
+from updater.publisher.licenses import open_registry
 
 KLASS = "environment"
 _PAGE = 4096

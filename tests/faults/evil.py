@@ -24,7 +24,7 @@ from py7zr.archiveinfo import write_uint64
 from securesystemslib.signer import Signer
 
 from updater.core import manifest as mf
-from updater.vendor import publish, repository
+from updater.publisher import publish, repository
 
 _SIGNATURE_HEADER = 32
 

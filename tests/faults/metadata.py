@@ -1,10 +1,10 @@
 """Metadata attacks, as in The Update Framework: every one refused in bounded time, nothing applied.
 
 Each case works on its own copy of the vendor's repository, key folder and license registry,
-served by its own :class:`~updater.vendor.serving.Server` (or, for the broken-transport cases, by a
-raw-socket server of :mod:`tests.rawserver` that serves the copy's files), and tampers only with
-that copy: signing with :mod:`tuf.api.metadata` directly, as an attacker holding (or lacking) a
-key would. The suite's own vendor is never changed.
+served by its own :class:`~updater.publisher.serving.Server` (or, for the broken-transport cases,
+by a raw-socket server of :mod:`tests.support.rawserver` that serves the copy's files), and
+tampers only with that copy: signing with :mod:`tuf.api.metadata` directly, as an attacker
+holding (or lacking) a key would. The suite's own vendor is never changed.
 
 Cases: rollback (timestamp, snapshot, targets, the whole old set) after the client has seen
 newer metadata; fast-forward with the real timestamp key, accepted, then stuck until the vendor
@@ -37,8 +37,8 @@ from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, outcome
 from tests.support.rawserver import RawServer, reply_body, reply_endless, reply_stall, reply_trickle
 from tests.support.trees import snapshot
-from updater.vendor.repository import load_signer
-from updater.vendor.serving import Server
+from updater.publisher.repository import load_signer
+from updater.publisher.serving import Server
 
 KLASS = "metadata attacks"
 #: Seconds within which an ordinary refusal must come (a frozen start included).

@@ -22,8 +22,8 @@ from pathlib import Path
 from tests.conftest import make_install
 from tests.faults import Before, Outcome, Suite, evil, outcome
 from tests.support.trees import snapshot
-from updater.vendor import publish, repository
-from updater.vendor.serving import Server
+from updater.publisher import publish, repository
+from updater.publisher.serving import Server
 
 KLASS = "tampered packages"
 OWN = (

@@ -35,9 +35,9 @@ from updater.bootstrap.spawn import spawn_detached
 from updater.core.errors import RefusedByPolicyError
 from updater.core.paths import BUILD_FILE, CONFIG_FILE
 from updater.install.cli import main as updater_main
+from updater.publisher import publish
+from updater.publisher.serving import Server
 from updater.shared.system import process_alive
-from updater.vendor import publish
-from updater.vendor.serving import Server
 
 PLATFORM = "linux-x86_64"
 

@@ -11,7 +11,7 @@ import pytest
 
 from updater.core.errors import LicenseDatabaseError
 from updater.core.protocol import ANSWER_MALFORMED, ANSWER_REFUSED, ANSWER_UNREGISTERED
-from updater.vendor.licenses import License, judge, open_registry
+from updater.publisher.licenses import License, judge, open_registry
 
 TODAY = date(2025, 6, 15)
 

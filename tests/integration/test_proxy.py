@@ -32,9 +32,9 @@ from tests.support.rawserver import RawServer, reply_body
 from tests.support.relay import Relay
 from updater.core.errors import ConnectionFailedError
 from updater.core.paths import CONFIG_FILE
+from updater.publisher.serving import Server
 from updater.shared.transport import Fetcher, NetworkSettings, proxy_for
 from updater.shared.trust import read_view
-from updater.vendor.serving import Server
 
 USER, PASSWORD = "opusi", "s3cret.pw-1"  # tinyproxy's config takes only [-a-z0-9._] here
 AUTH = f"{USER}:{PASSWORD}"

@@ -19,10 +19,10 @@ from tuf.api.metadata import Metadata
 from tests.support.trees import program_builds, snapshot, write_tree
 from updater.core import manifest as mf
 from updater.core.errors import PublishRefusedError, RepositoryError
+from updater.publisher import publish, repository
+from updater.publisher.cli import main as repo_main
+from updater.publisher.trees import scan_tree
 from updater.shared import package
-from updater.vendor import publish, repository
-from updater.vendor.cli import main as repo_main
-from updater.vendor.trees import scan_tree
 
 
 @pytest.fixture
@@ -264,7 +264,7 @@ def test_killed_publish_leaves_what_clients_see_unchanged(
             [
                 sys.executable,
                 "-m",
-                "updater.vendor.cli",
+                "updater.publisher.cli",
                 "publish",
                 "--repo",
                 str(repo_dir),

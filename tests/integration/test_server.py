@@ -27,9 +27,9 @@ import urllib3
 
 from updater.core.errors import LicenseDatabaseError, RepositoryError
 from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER
-from updater.vendor.app import scrub_addresses
-from updater.vendor.licenses import open_registry
-from updater.vendor.serving import Server
+from updater.publisher.app import scrub_addresses
+from updater.publisher.licenses import open_registry
+from updater.publisher.serving import Server
 
 PACKAGE_SIZE = 5 * 1024 * 1024
 ACTIVE = "ACTIVE-1"
@@ -207,7 +207,8 @@ def test_revoke_takes_effect_on_next_request(server: Server, repo: Repo, tmp_pat
 
 def _revoke_in_other_process(registry: Path, number: str) -> None:
     code = (
-        "import sys; from pathlib import Path; from updater.vendor.licenses import open_registry; "
+        "import sys; from pathlib import Path; "
+        "from updater.publisher.licenses import open_registry; "
         "r = open_registry(Path(sys.argv[1])); r.revoke(sys.argv[2]); r.close()"
     )
     subprocess.run([sys.executable, "-c", code, str(registry), number], check=True, timeout=60)
@@ -377,7 +378,7 @@ def _server_log(caplog: pytest.LogCaptureFixture) -> str:
 def _wait_for_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[str]:
     deadline = time.monotonic() + 5
     while True:
-        lines = [r.getMessage() for r in caplog.records if r.name == "updater.vendor.app"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "updater.publisher.app"]
         requests = [line for line in lines if " ms" in line]
         if len(requests) >= count or time.monotonic() > deadline:
             return requests
@@ -495,7 +496,7 @@ def test_bad_timestamp_key_is_logged_and_serving_goes_on(
 
 
 def test_timestamp_is_resigned_before_it_expires(tmp_path: Path) -> None:
-    repository = pytest.importorskip("updater.vendor.repository")
+    repository = pytest.importorskip("updater.publisher.repository")
     root, keys = tmp_path / "repo", tmp_path / "keys"
     repository.init_repository(root, keys, {"timestamp": 1})
     registry = tmp_path / "licenses.db"

@@ -190,7 +190,7 @@ def test_bad_arguments_are_error_10(install: Path, vendor: Vendor) -> None:
 
 
 def test_foreign_root_is_error_12(install: Path, vendor: Vendor, tmp_path: Path) -> None:
-    from updater.vendor import repository
+    from updater.publisher import repository
 
     repository.init_repository(tmp_path / "other", tmp_path / "other-keys")
     before = program_snapshot(install)

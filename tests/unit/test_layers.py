@@ -26,9 +26,9 @@ ALLOWED = {
     "shared": {"core", "shared"},
     "install": {"core", "shared", "install"},
     "bootstrap": {"core", "shared", "bootstrap"},
-    "vendor": {"core", "shared", "vendor"},
+    "publisher": {"core", "shared", "publisher"},
 }
-#: The server stack and the registry's database: vendor code only.
+#: The server stack and the registry's database: the publisher's (the vendor's) code only.
 SERVER_STACK = ("cheroot", "werkzeug", "sqlite3", "_sqlite3")
 #: What the bootstrap never needs: it unpacks nothing and makes no backup.
 NOT_IN_BOOTSTRAP = ("py7zr", "isal", "pyppmd", "pybcj", "multivolumefile", "inflate64")
@@ -70,7 +70,7 @@ def test_every_module_keeps_its_folders_import_rule(folder: str) -> None:
                 "updater", "__future__"
             ):
                 broken.append(f"{path.relative_to(ROOT)} (core) imports {name}")
-            if folder != "vendor" and top in SERVER_STACK:
+            if folder != "publisher" and top in SERVER_STACK:
                 broken.append(f"{path.relative_to(ROOT)} imports the server stack: {name}")
     assert not broken, "\n".join(broken)
 
@@ -114,9 +114,9 @@ def test_pure_module_loads_no_third_party_package(module: str,
 
 #: Each frozen program's entry point and what must never be loaded with it.
 ENTRIES = {
-    "opusi-INSTALLUpdate": ("updater.install.cli", ("updater.vendor", "updater.bootstrap"),
+    "opusi-INSTALLUpdate": ("updater.install.cli", ("updater.publisher", "updater.bootstrap"),
                             SERVER_STACK),
-    "opusi-update": ("updater.bootstrap.cli", ("updater.vendor", "updater.install"),
+    "opusi-update": ("updater.bootstrap.cli", ("updater.publisher", "updater.install"),
                      (*SERVER_STACK, *NOT_IN_BOOTSTRAP)),
 }
 
@@ -133,7 +133,7 @@ def test_frozen_program_loads_only_what_it_may(program: str,
     assert forbidden == []
 
 
-def test_the_spec_leaves_the_vendor_package_out_as_one_entry() -> None:
+def test_the_spec_leaves_the_publisher_package_out_as_one_entry() -> None:
     spec = (ROOT / "build_spec" / "opusi.spec").read_text("utf-8")
-    assert '"updater.vendor"' in spec
-    assert "updater.vendor." not in spec  # one entry, not a list of its modules
+    assert '"updater.publisher"' in spec
+    assert "updater.publisher." not in spec  # one entry, not a list of its modules

@@ -4,7 +4,7 @@ A manifest maps every file of a build's full tree (relative POSIX path) to its s
 sha256. The vendor's publishing tool keeps one per published build, as a signed target,
 so the next build can be diffed against it and the updater can check a tree after applying.
 
-Pure: the vendor's tools read trees from disk (:mod:`updater.vendor.trees`).
+Pure: the vendor's tools read trees from disk (:mod:`updater.publisher.trees`).
 """
 
 from __future__ import annotations

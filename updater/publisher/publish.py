@@ -3,7 +3,7 @@
 Checks the tree against every rule the updater applies (paths, customer-data folders, ``BUILD``,
 links), packs the added and changed files since the newest published build into a 7z, extracts
 it again as a test, and adds package and manifest as targets of a new targets version, which
-:func:`updater.vendor.repository.commit_targets` signs and switches in atomically. Writes only
+:func:`updater.publisher.repository.commit_targets` signs and switches in atomically. Writes only
 below the repository's staging folder until the switch; a failure removes what it placed.
 """
 
@@ -28,9 +28,7 @@ from updater.core import manifest as mf
 from updater.core.builds import BuildInfo, ManifestInfo, UpdaterInfo
 from updater.core.errors import PublishRefusedError, RepositoryError, UnsafeArchiveError
 from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold
-from updater.shared import package
-from updater.shared.fsutil import fsync_dir, sha256_file
-from updater.vendor.repository import (
+from updater.publisher.repository import (
     PLATFORM_PATTERN,
     ROLES,
     STAGING_DIR,
@@ -43,7 +41,9 @@ from updater.vendor.repository import (
     locked,
     target_file,
 )
-from updater.vendor.trees import build_manifest, scan_tree
+from updater.publisher.trees import build_manifest, scan_tree
+from updater.shared import package
+from updater.shared.fsutil import fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 

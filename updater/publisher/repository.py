@@ -16,7 +16,7 @@ interrupted command leaves what clients see exactly as it was. Keys live in a se
 folder (``<role>.pem``, owner-only), never in the repository.
 
 This module reads the repository, writes its keys and metadata, and keeps one writer at a time;
-:mod:`updater.vendor.publish` adds builds and updaters to it. The signed records it lists are
+:mod:`updater.publisher.publish` adds builds and updaters to it. The signed records it lists are
 those of :mod:`updater.core.builds`.
 """
 

@@ -1,7 +1,7 @@
 """``opusi-repo``: the vendor's tool for the repository, the license registry and the server.
 
-Parses arguments and calls :mod:`updater.vendor.repository`, :mod:`updater.vendor.licenses`
-and (for ``serve``) :mod:`updater.vendor.serving`; prints results for a person to read. Errors
+Parses arguments and calls :mod:`updater.publisher.repository`, :mod:`updater.publisher.licenses`
+and (for ``serve``) :mod:`updater.publisher.serving`; prints results for a person to read. Errors
 become exit codes in :mod:`updater.core.report` only.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from updater.core.errors import UsageError
 from updater.core.report import ArgumentParser, run_command
+from updater.publisher import publish, repository
 from updater.shared import package
-from updater.vendor import publish, repository
 
 DEFAULT_DB = Path("licenses.sqlite3")
 
@@ -197,7 +197,7 @@ def _resign(args: argparse.Namespace) -> int:
 
 
 def _license(args: argparse.Namespace) -> int:
-    from updater.vendor.licenses import open_registry
+    from updater.publisher.licenses import open_registry
 
     with open_registry(args.db) as registry:
         if args.license_command == "add":
@@ -227,7 +227,7 @@ def _license(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from updater.vendor import serving
+    from updater.publisher import serving
 
     host, port = _parse_bind(args.bind)
     if bool(args.cert) != bool(args.key):

@@ -1,8 +1,8 @@
 """The update server's application: answers one request for a repository's metadata or packages.
 
 Reads ``<repo>/metadata/<file>`` and ``<repo>/targets/<path>`` (nothing else of the
-repository) and the license registry (:mod:`updater.vendor.licenses`), which it checks on every
-request. Writes nothing; :mod:`updater.vendor.serving` runs it as a server.
+repository) and the license registry (:mod:`updater.publisher.licenses`), which it checks on every
+request. Writes nothing; :mod:`updater.publisher.serving` runs it as a server.
 
 Answers through werkzeug's ``send_file``, so Range, If-Range, ETag, If-None-Match and HEAD work
 and files stream from disk in constant memory. It logs one line per request and never the
@@ -39,7 +39,7 @@ from updater.core.protocol import (
     LicenseAnswer,
     license_problem,
 )
-from updater.vendor.licenses import LicenseRegistry, judge, open_registry
+from updater.publisher.licenses import LicenseRegistry, judge, open_registry
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""Running the update server: :mod:`updater.vendor.app` on cheroot, until it is stopped.
+"""Running the update server: :mod:`updater.publisher.app` on cheroot, until it is stopped.
 
 Serves the application from background threads on cheroot (threaded, TLS via the standard
 library) and stops on Ctrl+C or SIGTERM. Reads the certificate and key files, and with a
-timestamp key has :mod:`updater.vendor.repository` re-sign ``metadata/timestamp.json`` before
+timestamp key has :mod:`updater.publisher.repository` re-sign ``metadata/timestamp.json`` before
 it expires (freeze protection); writes nothing else. cheroot's own log goes to :mod:`logging`
-through :func:`~updater.vendor.app.scrub_addresses`, so it never names a client's address.
+through :func:`~updater.publisher.app.scrub_addresses`, so it never names a client's address.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from updater.core.errors import OpusiError
-from updater.vendor.app import RepositoryApp, make_app, scrub_addresses
+from updater.publisher.app import RepositoryApp, make_app, scrub_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Server:
 
     def _refresh_timestamp(self) -> None:
         """One look at timestamp.json; the key is read each time, so it may be replaced."""
-        from updater.vendor.repository import load_signer, refresh_timestamp
+        from updater.publisher.repository import load_signer, refresh_timestamp
 
         if self.timestamp_key is None:
             return
