@@ -81,7 +81,7 @@ MEM_BUILDS = [2001, 2002]
 LICENSE = "BENCH-1147"
 MB = 1_000_000
 #: Sources whose change changes what a published package holds: the repositories are re-made.
-PACKAGE_SOURCES = ("shared/package.py", "vendor/repository.py", "vendor/publish.py",
+PACKAGE_SOURCES = ("shared/package.py", "publisher/repository.py", "publisher/publish.py",
                    "core/builds.py", "core/manifest.py", "core/paths.py")
 IN_PROCESS = "ours n/a (in-process)"
 #: The baseline builds' packages are never downloaded here: they are published with a fast zstd
