@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient.fetcher import FetcherInterface
@@ -29,7 +30,8 @@ class FolderFetcher(FetcherInterface):
         self.root = root.resolve()
 
     def _path(self, url: str) -> Path:
-        path = Path(unquote(urlsplit(url).path)).resolve()
+        # url2pathname, not the URL's path as it is: on Windows "/C:/x" must become "C:\\x"
+        path = Path(url2pathname(urlsplit(url).path)).resolve()
         if not path.is_relative_to(self.root):
             raise tuf_exceptions.DownloadHTTPError(f"{url} is outside {self.root}", 404)
         return path

@@ -1,0 +1,1 @@
+"""The Windows tier: the Windows .exe files, built here, run under Wine."""
