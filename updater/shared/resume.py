@@ -162,12 +162,12 @@ class _PartState:
 
     @property
     def meta(self) -> Path:
-        return self.part.with_name(self.part.name + ".json")
+        return _meta_of(self.part)
 
     @classmethod
     def load(cls, part: Path) -> _PartState:
         try:
-            etag = json.loads(part.with_name(part.name + ".json").read_text("utf-8"))["etag"]
+            etag = json.loads(_meta_of(part).read_text("utf-8"))["etag"]
             return cls(part, part.stat().st_size, str(etag) if etag else None)
         except (OSError, ValueError, KeyError, TypeError):
             return cls(part, part.stat().st_size if part.exists() else 0, None)
@@ -188,6 +188,11 @@ class _PartState:
 
     def forget(self) -> None:
         fileops.unlink(self.meta)
+
+
+def _meta_of(part: Path) -> Path:
+    """Where the ETag a ``.part`` was begun with is kept: ``<name>.part.json``."""
+    return part.with_name(part.name + ".json")
 
 
 def _range_start(response: Any) -> int | None:
@@ -266,7 +271,7 @@ def _verify_file(
     digest = digest or sha256_of(path)
     if size != length or digest.hexdigest() != sha256:
         fileops.unlink(path)
-        fileops.unlink(path.with_name(path.name + ".json"))
+        fileops.unlink(_meta_of(path))
         raise PackageVerificationError(
             f"{url} does not match its signed length and hash "
             f"({size} bytes received, {length} expected); it was discarded."
