@@ -2,7 +2,8 @@
 
 Backup, staging, downloads, apply, restore and the journal change files only through these
 functions, so that (1) Windows' behaviour (a file held open by a virus scanner or the host cannot
-be replaced for a moment) is handled in one place: :func:`replace` and :func:`unlink` retry; and
+be replaced for a moment; a read-only file cannot be replaced at all) is handled in one place:
+:func:`replace` and :func:`unlink` retry, and take a read-only attribute off; and
 (2) the fault and crash suites can fail or stop the updater at any one operation, through the
 one hook :func:`set_hook` (installed only by :mod:`updater.install.testhooks`, from the test
 environment). Without a hook, an operation costs one attribute test.
@@ -20,8 +21,10 @@ seam's operations fail. None of them is a program file, and none is restored.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +39,8 @@ from updater.shared.fsutil import fsync_dir
 LOCK_RETRY_SECONDS = 10.0
 _RETRY_PAUSE = 0.2
 MAIN_LANE = "main"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,28 +114,60 @@ def _is_in_use(error: OSError) -> bool:
     )
 
 
-def _retrying(action: Callable[[], None]) -> None:
+def _clear_read_only(path: Path) -> bool:
+    """Windows: take the read-only attribute off ``path``; True when there was one (seam).
+
+    Windows refuses to delete a read-only file, or to move another file over it
+    (``ERROR_ACCESS_DENIED``), where POSIX only asks whether the folder is writable. A program
+    file can be read-only when it was copied from a CD or set so by hand; the update replaces
+    it all the same, and the new file has the build's attributes.
+    """
+    if os.name != "nt":
+        return False
+    try:
+        attributes = getattr(os.lstat(path), "st_file_attributes", 0)  # Windows only
+        if not attributes & stat.FILE_ATTRIBUTE_READONLY:
+            return False
+        os.chmod(path, stat.S_IWRITE)  # Python on Windows: SetFileAttributesW without READONLY
+    except OSError:
+        return False
+    log.info("%s was read-only; the attribute was taken off to replace or delete it", path)
+    return True
+
+
+def _retrying(action: Callable[[], None], target: Path) -> None:
+    """Run ``action`` on ``target``; while Windows says the file is in use, try again for
+    :data:`LOCK_RETRY_SECONDS` (a read-only ``target`` first loses that attribute)."""
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    waiting = False
     while True:
         try:
             action()
             return
         except OSError as e:
-            if not _is_in_use(e) or time.monotonic() > deadline:
+            if not _is_in_use(e):
                 raise
+            if isinstance(e, PermissionError) and _clear_read_only(target):
+                continue
+            if time.monotonic() > deadline:
+                raise
+            if not waiting:
+                waiting = True
+                log.warning("%s is in use by another program (%s); trying again for up to %.0f s",
+                            target, e.strerror, LOCK_RETRY_SECONDS)
             time.sleep(_RETRY_PAUSE)
 
 
 def replace(src: Path, dst: Path) -> None:
     """Move ``src`` over ``dst`` atomically (same file system), retrying while ``dst`` is in use."""
     _op("replace", dst)
-    _retrying(lambda: os.replace(src, dst))
+    _retrying(lambda: os.replace(src, dst), dst)
 
 
 def unlink(path: Path) -> None:
     """Delete a file (missing is fine), retrying while it is in use."""
     _op("unlink", path)
-    _retrying(lambda: path.unlink(missing_ok=True))
+    _retrying(lambda: path.unlink(missing_ok=True), path)
 
 
 def makedirs(path: Path) -> None:
