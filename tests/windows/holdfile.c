@@ -2,7 +2,8 @@
  * virus scanner does: read access, sharing read only (no FILE_SHARE_WRITE, no FILE_SHARE_DELETE),
  * so no other process may replace, rename or delete the file while it is held.
  *
- * It creates the file READY once the handle is open, then holds it until the file RELEASE
+ * It writes its Windows process id into the file READY once the handle is open (the host's pid
+ * for the updater's --wait-pid), then holds it until the file RELEASE
  * exists (polled every 50 ms, at most 10 minutes), closes the handle and exits 0.
  * Exit 2: PATH could not be opened (GetLastError() is printed).
  *
@@ -26,11 +27,16 @@ int wmain(int argc, wchar_t **argv) {
         fwprintf(stderr, L"cannot open %ls: error %lu\n", argv[1], GetLastError());
         return 2;
     }
-    HANDLE ready = CreateFileW(argv[2], GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
-                               FILE_ATTRIBUTE_NORMAL, NULL);
-    if (ready != INVALID_HANDLE_VALUE) {
-        CloseHandle(ready);
+    /* written to a temp name and renamed, so the reader never sees half of the pid */
+    wchar_t temp[32768];
+    _snwprintf(temp, 32768, L"%ls.tmp", argv[2]);
+    FILE *ready = _wfopen(temp, L"w");
+    if (ready == NULL) {
+        return 3;
     }
+    fprintf(ready, "%lu\n", GetCurrentProcessId());
+    fclose(ready);
+    MoveFileExW(temp, argv[2], MOVEFILE_REPLACE_EXISTING);
     for (int i = 0; i < 12000 && !exists(argv[3]); i++) {
         Sleep(50);
     }

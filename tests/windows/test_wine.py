@@ -1,10 +1,7 @@
 """The Windows programs, built from the project's spec, run as Windows programs under Wine.
 
-The session builds ``opusi-INSTALLUpdate.exe`` and ``opusi-update.exe`` with ``scripts/windows``
-(a Windows CPython under Wine, PyInstaller for Windows), with the root of a vendor repository
-made for these tests built in, publishes the .exe for ``windows-x86_64`` and serves the
-repository with the project's server on 127.0.0.1. The install is a real tree on this machine,
-reached by the Windows program through Wine's ``Z:`` drive.
+The update itself, its errors, ``--offline`` and ``--restore`` (the programs and the server are
+``conftest.py``'s).
 
 Each test names the Windows API its code path uses (as the product calls it; Wine implements
 it). What Wine cannot show about real Windows is listed in the README ("confirmed under Wine"
@@ -14,8 +11,6 @@ versus "only real Windows can confirm").
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,56 +18,18 @@ import pytest
 from tests.conftest import (
     REVOKED,
     UNREGISTERED,
-    Vendor,
     data_snapshot,
     make_install,
-    make_vendor,
     program_files,
     vendor_files,
 )
-from tests.support.wine import build_windows, run_windows, stop_wineserver, win_path, wine
+from tests.support.wine import run_windows, win_path
+from tests.windows.conftest import NEW, OLD, Windows
+from tests.windows.conftest import update as _update
 from updater.core.paths import BACKUP_DIR, LOG_DIR
 from updater.install.backup.store import BACKUP_NAME
-from updater.publisher import publish
-from updater.publisher.serving import Server
 
 pytestmark = [pytest.mark.windows]
-OLD, NEW = 1147, 1155
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The Windows programs and the served vendor repository they were built for."""
-
-    vendor: Vendor
-    url: str
-    updater: Path
-    bootstrap: Path
-
-
-@pytest.fixture(scope="module")
-def windows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Windows]:
-    if wine() is None:
-        pytest.fail("wine is not installed: scripts/windows installs it (as root or with sudo)")
-    base = tmp_path_factory.mktemp("windows")
-    vendor = make_vendor(base, methods={1148: "lzma2", 1150: "zstd", 1155: "zstd"})
-    updater_exe, bootstrap_exe = build_windows(vendor.root_file, base / "dist")
-    publish.publish_updater(vendor.repo, vendor.keys, updater_exe, "windows-x86_64", "test")
-    server = Server(vendor.repo, vendor.db, threads=8)
-    server.start()
-    try:
-        yield Windows(vendor, f"http://127.0.0.1:{server.port}", updater_exe, bootstrap_exe)
-    finally:
-        server.stop()
-        stop_wineserver()
-
-
-def _update(windows: Windows, install: Path, *args: str) -> tuple[int, str]:
-    """Run the Windows updater on ``install`` unattended; return its exit code and output."""
-    done = run_windows(windows.updater, "--install-dir", win_path(install),
-                       "--trusted-root", win_path(windows.vendor.root_file), "--yes",
-                       "--progress", "none", "--timeout", "5", *args)
-    return done.returncode, done.stdout + done.stderr
 
 
 def test_version_and_exit_code(windows: Windows) -> None:

@@ -123,9 +123,8 @@ def install_build(
     except OpusiError:
         raise
     except OSError as e:
-        raise error_from_os(
-            e, f"put the files of build {build.build} in place ({e.filename or install})"
-        ) from e
+        where = e.filename2 or e.filename or install  # a replace's target, not its staged file
+        raise error_from_os(e, f"put the files of build {build.build} in place ({where})") from e
     log.info(
         "build %d applied: %d files written, %d deleted",
         build.build,
