@@ -11,7 +11,7 @@ import datetime
 import hashlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,9 +25,10 @@ from tests.conftest import (
     program_snapshot,
     vendor_files,
 )
+from tests.integration.conftest import StartProxy
 from tests.integration.test_update import run
 from tests.support.processes import free_port
-from tests.support.proxies import Tinyproxy, start_tinyproxy
+from tests.support.proxies import Tinyproxy
 from tests.support.rawserver import RawServer, reply_body
 from tests.support.relay import Relay
 from updater.core.errors import ConnectionFailedError
@@ -39,29 +40,6 @@ from updater.shared.trust import read_view
 USER, PASSWORD = "opusi", "s3cret.pw-1"  # tinyproxy's config takes only [-a-z0-9._] here
 AUTH = f"{USER}:{PASSWORD}"
 
-StartProxy = Callable[..., Tinyproxy]
-
-
-@pytest.fixture
-def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
-    started: list[Tinyproxy] = []
-
-    def start(connect_ports: list[int], auth: tuple[str, str] | None = None) -> Tinyproxy:
-        proxy = start_tinyproxy(tmp_path / f"tinyproxy-{len(started)}", connect_ports, auth)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
-
-
-@pytest.fixture
-def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    return monkeypatch
 
 
 def _port(url: str) -> int:

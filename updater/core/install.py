@@ -6,13 +6,16 @@ decide on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class IniSettings:
-    """What ``update.ini`` says (every value optional there)."""
+    """What ``update.ini`` says (every value optional there).
+
+    ``language``: ``de`` or ``en`` when set; ``warnings``: values found where the updater does
+    not read them (see :mod:`updater.core.inifile`)."""
 
     server_url: str | None
     license_number: str | None
@@ -21,6 +24,8 @@ class IniSettings:
     host_wait_seconds: float
     option_52: bool
     option_53: bool
+    language: str | None = None
+    warnings: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)

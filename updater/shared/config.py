@@ -20,44 +20,39 @@ malformed license number is error 1 here, before any network traffic.
 
 from __future__ import annotations
 
-import configparser
 import importlib.resources
+import logging
 import sys
 from pathlib import Path
 
 from updater.core.errors import ConfigError, LicenseMissingError
+from updater.core.inifile import decode_ini, parse_update_ini
 from updater.core.install import IniSettings, Install
 from updater.core.paths import BUILD_FILE, CONFIG_FILE
 from updater.core.protocol import license_problem
 
 TRUSTED_ROOT_RESOURCE = "trusted_root.json"
+log = logging.getLogger(__name__)
 
 
 def read_ini(path: Path) -> IniSettings:
-    """Parse ``update.ini``; a missing file gives the defaults.
+    """Parse ``update.ini`` as Windows reads INI files (:mod:`updater.core.inifile`); a missing
+    file gives the defaults. Values where the updater does not read them are logged as warnings.
 
     Raises:
         ConfigError: The file exists but cannot be read or parsed.
     """
-    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
     try:
-        parser.read_string(path.read_text("utf-8-sig") if path.exists() else "")
-        update = parser["Update"] if parser.has_section("Update") else {}
-        general = parser["Allgemein"] if parser.has_section("Allgemein") else {}
-        return IniSettings(
-            server_url=update.get("server") or None,
-            license_number=(update.get("license") or "").strip() or None,
-            proxy_url=update.get("proxy") or None,
-            keep_backups=int(update.get("keep_backups", "3")),
-            host_wait_seconds=float(update.get("host_wait_seconds", "120")),
-            option_52=general.get("52", "0").strip() == "1",
-            option_53=general.get("53", "0").strip() == "1",
-        )
-    except (OSError, UnicodeDecodeError, configparser.Error, ValueError) as e:
+        data = path.read_bytes() if path.exists() else b""
+        settings = parse_update_ini(decode_ini(data).text, str(path))
+    except (OSError, ValueError) as e:
         raise ConfigError(
             f"The configuration {path} cannot be read: {e}.",
             hint="Fix or restore update.ini.",
         ) from e
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    return settings
 
 
 def read_install(root: Path) -> Install:
@@ -117,8 +112,9 @@ def license_number(flag: str | None, ini: IniSettings) -> str:
     number = flag if flag is not None else ini.license_number
     problem = license_problem(number)
     if problem:
+        misplaced = [w for w in ini.warnings if "'license'" in w] if flag is None else []
         raise LicenseMissingError(
-            f"License problem: {problem}.",
+            f"License problem: {problem}.{''.join(' ' + w for w in misplaced)}",
             hint="Enter the license number in update.ini ([Update] license = ...) or pass "
             "--license. Nothing was sent to the server.",
         )
@@ -134,8 +130,10 @@ def server_url(flag: str | None, ini: IniSettings) -> str:
     """
     url = flag or ini.server_url
     if not url or not url.startswith(("http://", "https://")):
+        misplaced = [w for w in ini.warnings if "'server'" in w] if not flag else []
         raise ConfigError(
-            f"No valid update server address is configured (found {url!r}).",
+            f"No valid update server address is configured (found {url!r})."
+            + "".join(" " + w for w in misplaced),
             hint="Set [Update] server = https://... in update.ini or pass --server.",
         )
     return url.rstrip("/")

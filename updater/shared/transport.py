@@ -151,7 +151,10 @@ class Fetcher(FetcherInterface):
                     connect=self.settings.retries,
                     read=0,
                     status=0,
-                    other=0,
+                    # A connection closed before any answer (a proxy dropping it, urllib3's
+                    # ProxyError of RemoteDisconnected) counts as neither connect nor read
+                    # error: one more attempt, as a browser makes for an idempotent GET.
+                    other=1,
                     redirect=3,
                     backoff_factor=self.settings.backoff,
                     raise_on_status=False,
