@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -139,3 +140,21 @@ def remove_drive(letter: str) -> None:
                    stdin=subprocess.DEVNULL, capture_output=True, env=wine_env(), timeout=120)
     (PREFIX / "dosdevices" / drive).unlink(missing_ok=True)
     stop_wineserver()
+
+
+def kill_windows_processes(marker: str) -> int:
+    """SIGKILL every Wine process whose command line holds ``marker`` (a Windows path); return
+    how many there were. A Windows program is one or more Linux processes under Wine (the
+    one-file .exe: its launcher and its child), so this is a hard kill from outside."""
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().decode("utf-8", "replace")
+            if marker in command:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
