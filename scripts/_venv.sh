@@ -17,3 +17,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
+# The message catalogs: .po -> .mo where stale (build_spec/catalogs.py; quick when nothing to do).
+"$VENV/bin/python" "$ROOT/build_spec/catalogs.py" compile

@@ -17,6 +17,19 @@ from updater.publisher.licenses import open_registry
 from updater.publisher.serving import Server
 from updater.shared import fileops, package
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the message catalogs if they are stale (scripts/test does it too; a bare
+    ``pytest`` run must not test German against an old .mo)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "catalogs", Path(__file__).resolve().parents[1] / "build_spec" / "catalogs.py")
+    assert spec is not None and spec.loader is not None
+    catalogs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(catalogs)
+    catalogs.compile_all()
+
 LICENSE = "DEMO-1147"
 REVOKED = "REVOKED-1"
 UNREGISTERED = "NOBODY-1"

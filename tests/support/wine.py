@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = ROOT / "build" / "windows" / "prefix"
+#: The Wine prefix scripts/windows makes: outside the source tree (its z: drive links to /).
+PREFIX = Path(os.environ.get("OPUSI_WINE_PREFIX") or Path(
+    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opusi-updater" / "wine-prefix")
 
 
 def wine_env() -> dict[str, str]:

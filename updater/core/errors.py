@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import errno
 
+from updater.core.i18n import Text, _
+
 #: What an error says was kept safe when it ended a run before the install changed.
-NOTHING_CHANGED = "Nothing was changed."
+NOTHING_CHANGED = _("Nothing was changed.")
 
 
 class OpusiError(Exception):
@@ -27,11 +29,12 @@ class OpusiError(Exception):
 
     Attributes:
         exit_code: The process exit code this error ends a run with.
-        title: A short headline for the user ("Fehler 6" style numbers go with it).
+        title: A short headline for the user ("Fehler 6" style numbers go with it); the
+            titles of errors 1, 2, 6 and 7 are the vendor's own words in German.
     """
 
     exit_code = 70
-    title = "internal error"
+    title: Text = _("internal error")
 
     def __init__(self, message: str, *, hint: str = "", safe: str = "") -> None:
         super().__init__(message)
@@ -56,28 +59,28 @@ class LicenseMissingError(OpusiError):
     """No license number, or one that is not well-formed (error 1)."""
 
     exit_code = 1
-    title = "license problem (no or malformed license number)"
+    title = _("license problem (no or malformed license number)")
 
 
 class LicenseRefusedError(OpusiError):
     """The license is revoked or its update entitlement has ended (error 2)."""
 
     exit_code = 2
-    title = "license problem (revoked or entitlement ended)"
+    title = _("license problem (revoked or entitlement ended)")
 
 
 class ConnectionFailedError(OpusiError):
     """The server could not be reached: refused, DNS, TLS, timeout, proxy (error 6)."""
 
     exit_code = 6
-    title = "connection to the server failed"
+    title = _("connection to the server failed")
 
 
 class RegistrationMissingError(OpusiError):
     """The server does not know the license for the Internet update (error 7)."""
 
     exit_code = 7
-    title = "license holder's registration is missing"
+    title = _("license holder's registration is missing")
 
 
 # --- our own codes ------------------------------------------------------------------------
@@ -87,42 +90,42 @@ class UsageError(OpusiError):
     """Wrong command-line arguments."""
 
     exit_code = 10
-    title = "wrong arguments"
+    title = _("wrong arguments")
 
 
 class ConfigError(OpusiError):
     """The install, its BUILD file or its update.ini is missing or unreadable."""
 
     exit_code = 11
-    title = "installation or configuration not found"
+    title = _("installation or configuration not found")
 
 
 class UntrustedMetadataError(OpusiError):
     """Signed metadata failed verification: bad signature, expired, rolled back."""
 
     exit_code = 12
-    title = "update metadata not trustworthy"
+    title = _("update metadata not trustworthy")
 
 
 class PackageVerificationError(OpusiError):
     """A downloaded file does not match its signed length or hash."""
 
     exit_code = 13
-    title = "downloaded package failed verification"
+    title = _("downloaded package failed verification")
 
 
 class DiskSpaceError(OpusiError):
     """Not enough free disk space, or the disk became full."""
 
     exit_code = 14
-    title = "not enough disk space"
+    title = _("not enough disk space")
 
 
 class FileLockedError(OpusiError):
     """A file cannot be written: locked by another program, read-only, or no permission."""
 
     exit_code = 15
-    title = "file locked or not writable"
+    title = _("file locked or not writable")
 
 
 class DiskError(OpusiError):
@@ -130,70 +133,70 @@ class DiskError(OpusiError):
     system, a file that does not read back as written."""
 
     exit_code = 25
-    title = "read or write error on the disk"
+    title = _("read or write error on the disk")
 
 
 class UpdateRestoredError(OpusiError):
     """The update failed and the backup was restored: the install is as before."""
 
     exit_code = 16
-    title = "update failed, previous state restored"
+    title = _("update failed, previous state restored")
 
 
 class RestoreFailedError(OpusiError):
     """The update failed and the backup could not be restored completely."""
 
     exit_code = 17
-    title = "update failed and restore failed"
+    title = _("update failed and restore failed")
 
 
 class AlreadyRunningError(OpusiError):
     """Another updater holds the install's lock."""
 
     exit_code = 18
-    title = "another update is running"
+    title = _("another update is running")
 
 
 class HostStillRunningError(OpusiError):
     """The host program did not exit within the waiting time."""
 
     exit_code = 19
-    title = "the program to be updated did not exit"
+    title = _("the program to be updated did not exit")
 
 
 class RemoteInstallError(OpusiError):
     """The install is reached over the network; the update belongs on the server itself."""
 
     exit_code = 20
-    title = "installation is on a network drive"
+    title = _("installation is on a network drive")
 
 
 class PlanError(OpusiError):
     """No safe sequence of builds leads from the installed build to the newest one."""
 
     exit_code = 21
-    title = "no update path"
+    title = _("no update path")
 
 
 class UnsafeArchiveError(OpusiError):
     """A package holds a member that must never be written (traversal, device name, ...)."""
 
     exit_code = 22
-    title = "package refused as unsafe"
+    title = _("package refused as unsafe")
 
 
 class ServerResponseError(OpusiError):
     """The server answered, but not as a correct update server would."""
 
     exit_code = 23
-    title = "unexpected answer from the server"
+    title = _("unexpected answer from the server")
 
 
 class RefusedByPolicyError(OpusiError):
     """The bootstrap refuses: option off, build too old, no admin approval."""
 
     exit_code = 24
-    title = "update not allowed here"
+    title = _("update not allowed here")
 
 
 # --- vendor side ----------------------------------------------------------------------------
@@ -203,21 +206,21 @@ class PublishRefusedError(OpusiError):
     """A publish was refused; the repository is unchanged."""
 
     exit_code = 30
-    title = "publish refused"
+    title = _("publish refused")
 
 
 class RepositoryError(OpusiError):
     """The vendor's repository or key folder is missing, broken or inconsistent."""
 
     exit_code = 31
-    title = "repository problem"
+    title = _("repository problem")
 
 
 class LicenseDatabaseError(OpusiError):
     """The license registry could not be read or written."""
 
     exit_code = 32
-    title = "license registry problem"
+    title = _("license registry problem")
 
 
 INTERRUPTED_EXIT_CODE = 130

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from updater.core.errors import OpusiError, UsageError, exit_code_for
+from updater.core.i18n import _, tr
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,22 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(0)
 
 
-def format_error(error: BaseException) -> str:
-    """The message shown to the user for an error that ended a run."""
+def format_error(error: BaseException, localized: bool = True) -> str:
+    """The message shown to the user for an error that ended a run.
+
+    In the language in use (:func:`updater.core.i18n.tr`), or in English with
+    ``localized=False`` (the log file, read by the vendor's support).
+    """
+    show = tr if localized else str
     code = exit_code_for(error)
     if isinstance(error, OpusiError):
-        return "\n".join(t for t in (f"Error {code}: {error.title}.", error.message, error.safe,
-                                      error.hint) if t)
+        head = _("Error {code}: {title}.", code=code, title=error.title)
+        return "\n".join(show(t) for t in (head, error.message, error.safe, error.hint) if t)
     if isinstance(error, KeyboardInterrupt):
-        return f"Error {code}: interrupted."
-    return (
-        f"Error {code}: internal error ({type(error).__name__}: {error}).\n"
-        "Please send the log file to the vendor's support."
-    )
+        return show(_("Error {code}: interrupted.", code=code))
+    detail = f"{type(error).__name__}: {error}"
+    return show(_("Error {code}: internal error ({detail}).\n"
+                  "Please send the log file to the vendor's support.", code=code, detail=detail))
 
 
 def run_command(
@@ -63,7 +68,7 @@ def run_command(
     try:
         return work(list(sys.argv[1:] if argv is None else argv))
     except (OpusiError, KeyboardInterrupt) as e:
-        log.error("%s", format_error(e).replace("\n", " | "))
+        log.error("%s", format_error(e, localized=False).replace("\n", " | "))
         print(format_error(e), file=stream)
         return exit_code_for(e)
     except Exception as e:  # the last resort: a bug must still end with a code and a message

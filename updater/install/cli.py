@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from updater import __version__
+from updater.core import i18n
 from updater.core.errors import UsageError
+from updater.core.i18n import LANGUAGES, _, choose_language, tr
 from updater.core.install import Install
 from updater.core.paths import BACKUP_DIR, LOG_DIR
 from updater.core.plan import UpdatePlan
@@ -25,7 +27,7 @@ from updater.core.report import ArgumentParser, run_command
 from updater.install import recovery, testhooks
 from updater.install import run as update
 from updater.install.backup.store import backups_in
-from updater.shared import config, package
+from updater.shared import config, package, system
 from updater.shared.progress import PhaseHandle, Reporter, make_reporter
 from updater.shared.transport import NetworkSettings
 
@@ -33,57 +35,82 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> ArgumentParser:
+    # argparse %-formats help texts: they are given translated already
     p = ArgumentParser(
         prog="opusi-INSTALLUpdate",
-        description="Brings an opus i installation to its newest build over the Internet.",
+        description=tr(_("Brings an opus i installation to its newest build over the Internet.")),
     )
     p.add_argument("--version", action="version", version=f"opusi-INSTALLUpdate {__version__}")
     p.add_argument(
-        "--install-dir", type=Path, help="the opus i program folder (default: next to this program)"
+        "--install-dir",
+        type=Path,
+        help=tr(_("the opus i program folder (default: next to this program)")),
     )
-    p.add_argument("--server", help="update server URL (default: update.ini)")
-    p.add_argument("--license", help="license number (default: update.ini)")
+    p.add_argument("--server", help=tr(_("update server URL (default: update.ini)")))
+    p.add_argument("--license", help=tr(_("license number (default: update.ini)")))
     p.add_argument(
         "--proxy",
-        help="proxy URL, e.g. http://user:password@proxy:3128 (default: update.ini, "
-        "else HTTPS_PROXY/HTTP_PROXY)",
+        help=tr(
+            _(
+                "proxy URL, e.g. http://user:password@proxy:3128 (default: update.ini, "
+                "else HTTPS_PROXY/HTTP_PROXY)"
+            )
+        ),
     )
     p.add_argument(
-        "--wait-pid", type=int, help="wait for this process (the host program) to exit first"
+        "--wait-pid", type=int, help=tr(_("wait for this process (the host program) to exit first"))
     )
     p.add_argument(
-        "--wait-timeout", type=float, help="seconds to wait for it (default: update.ini or 120)"
+        "--wait-timeout",
+        type=float,
+        help=tr(_("seconds to wait for it (default: update.ini or 120)")),
     )
     p.add_argument(
-        "--offline", type=Path, metavar="DIR", help="use a downloaded copy of the repository"
+        "--offline", type=Path, metavar="DIR", help=tr(_("use a downloaded copy of the repository"))
     )
     p.add_argument(
-        "--check", action="store_true", help="only report pending builds; change nothing"
+        "--check", action="store_true", help=tr(_("only report pending builds; change nothing"))
     )
-    p.add_argument("--yes", action="store_true", help="do not ask before updating")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
+    p.add_argument("--yes", action="store_true", help=tr(_("do not ask before updating")))
     p.add_argument(
-        "--allow-remote", action="store_true", help="update an installation on a network drive"
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help=tr(_("how progress is shown: bars, JSON lines for a host program, or none")),
     )
-    p.add_argument("--trusted-root", type=Path, help="trusted root metadata (default: built in)")
+    p.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help=tr(_("language of the messages (default: update.ini, else the system's)")),
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help=tr(_("update an installation on a network drive")),
+    )
+    p.add_argument(
+        "--trusted-root", type=Path, help=tr(_("trusted root metadata (default: built in)"))
+    )
     p.add_argument(
         "--list-package",
         type=Path,
         metavar="FILE",
-        help="list the files in a build package (.7z, also zstd ones) and exit",
+        help=tr(_("list the files in a build package (.7z, also zstd ones) and exit")),
     )
     p.add_argument(
         "--restore",
         nargs="?",
         const="",
         metavar="ZIP",
-        help="restore a backup by hand (default: the newest one)",
+        help=tr(_("restore a backup by hand (default: the newest one)")),
     )
-    p.add_argument("--keep-backups", type=int, help="backups to keep (default: update.ini or 3)")
     p.add_argument(
-        "--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)"
+        "--keep-backups", type=int, help=tr(_("backups to keep (default: update.ini or 3)"))
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help=tr(_("network timeout in seconds (default 30)"))
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help=tr(_("log details")))
     return p
 
 
@@ -160,19 +187,38 @@ def _confirm(args: argparse.Namespace, reporter: Reporter) -> update.Confirm:
     def confirm(plan: UpdatePlan) -> bool:
         builds = ", ".join(str(b.build) for b in plan.builds)
         reporter.message(
-            f"Update from build {plan.installed} to {plan.target} (builds {builds}; "
-            f"{plan.download_bytes / 1e6:.1f} MB to download). A backup is made first."
+            _(
+                "Update from build {installed} to {target} (builds {builds}; {mb:.1f} MB to "
+                "download). A backup is made first.",
+                installed=plan.installed,
+                target=plan.target,
+                builds=builds,
+                mb=plan.download_bytes / 1e6,
+            )
         )
         if args.yes:
             return True
         if not sys.stdin.isatty():
-            raise UsageError("Not started from a console: pass --yes to update without asking.")
-        return input("Continue? [y/N] ").strip().lower() in ("y", "yes", "j", "ja")
+            raise UsageError(_("Not started from a console: pass --yes to update without asking."))
+        answer = input(tr(_("Continue? [y/N] ")))
+        return answer.strip().lower() in ("y", "yes", "j", "ja")
 
     return confirm
 
 
+def _early_language(argv: Sequence[str]) -> str | None:
+    """``--lang`` from the command line before it is parsed (``--help`` is shown in it)."""
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.partition("=")[2]
+    return None
+
+
 def _work(argv: Sequence[str]) -> int:
+    flag = _early_language(argv)
+    i18n.use(choose_language(flag, None, system.ui_language()))
     args = _parser().parse_args(argv)
     _setup_console(args.verbose)
     if args.list_package is not None:
@@ -186,10 +232,15 @@ def _work(argv: Sequence[str]) -> int:
     if args.restore is not None:
         return _restore(root, args.restore, reporter)
     install = config.read_install(root)
+    if args.lang is None and install.ini.language:
+        i18n.use(choose_language(None, install.ini.language, system.ui_language()))
+    log.info("messages shown in %s", i18n.language())
     request = _request(args, install)
     if args.check:
         return _check(request, args.progress == "json")
-    reporter.message(f"opus i installation {root}, build {install.build}.")
+    reporter.message(
+        _("opus i installation {root}, build {build}.", root=root, build=install.build)
+    )
     result = update.run_update(request, reporter, _confirm(args, reporter))
     _summary(result, reporter, log_file)
     return 0
@@ -212,11 +263,17 @@ def _check(request: update.UpdateRequest, as_json: bool) -> int:
         )
     elif pending:
         print(
-            f"Build {plan.installed} installed; pending builds: {', '.join(map(str, pending))} "
-            f"({plan.download_bytes / 1e6:.1f} MB)."
+            tr(
+                _(
+                    "Build {installed} installed; pending builds: {pending} ({mb:.1f} MB).",
+                    installed=plan.installed,
+                    pending=", ".join(map(str, pending)),
+                    mb=plan.download_bytes / 1e6,
+                )
+            )
         )
     else:
-        print(f"Build {plan.installed} installed; it is up to date.")
+        print(tr(_("Build {installed} installed; it is up to date.", installed=plan.installed)))
     return 0
 
 
@@ -236,32 +293,47 @@ def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
     else:  # the newest, in the order the backup store keeps (by the time in the name)
         backups = backups_in(root)
         if not backups:
-            raise UsageError(f"No backup found in {root / BACKUP_DIR}.")
+            raise UsageError(_("No backup found in {folder}.", folder=root / BACKUP_DIR))
         zip_path = backups[0][0]
     restored = recovery.restore_by_hand(root, zip_path)
-    reporter.message(f"Restored {restored.files} files of build {restored.build} from {zip_path}.")
+    reporter.message(
+        _(
+            "Restored {files} files of build {build} from {zip}.",
+            files=restored.files,
+            build=restored.build,
+            zip=zip_path,
+        )
+    )
     return 0
 
 
 def _summary(result: update.UpdateResult, reporter: Reporter, log_file: Path | None) -> None:
     if result.recovered:
-        reporter.message("An interrupted update was undone first.")
+        reporter.message(_("An interrupted update was undone first."))
     if not result.applied:
         reporter.message(
-            f"Build {result.from_build} is installed; it is up to date."
+            _("Build {build} is installed; it is up to date.", build=result.from_build)
             if not result.pending
-            else "Update cancelled; nothing was changed."
+            else _("Update cancelled; nothing was changed.")
         )
         return
     reporter.message(
-        f"Updated from build {result.from_build} to {result.to_build} "
-        f"(applied {', '.join(map(str, result.applied))}) in {result.seconds:.1f} s."
+        _(
+            "Updated from build {old} to {new} (applied {applied}) in {seconds:.1f} s.",
+            old=result.from_build,
+            new=result.to_build,
+            applied=", ".join(map(str, result.applied)),
+            seconds=result.seconds,
+        )
     )
     if result.backup:
-        state = "made" if result.backup_created else "reused"
-        reporter.message(f"Backup {state}: {result.backup}")
+        reporter.message(
+            _("Backup made: {backup}", backup=result.backup)
+            if result.backup_created
+            else _("Backup reused: {backup}", backup=result.backup)
+        )
     if log_file:
-        reporter.message(f"Log: {log_file}")
+        reporter.message(_("Log: {file}", file=log_file))
 
 
 class _PlainSummary(Reporter):
@@ -278,7 +350,7 @@ class _PlainSummary(Reporter):
 
     def message(self, text: str) -> None:
         self._inner.message(text)
-        print(text, flush=True)
+        print(tr(text), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

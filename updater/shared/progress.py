@@ -25,6 +25,8 @@ from typing import Literal, TextIO
 
 from tqdm import tqdm
 
+from updater.core.i18n import language, tr
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["bar", "json", "none"]
@@ -77,7 +79,7 @@ class Reporter:
         return PhaseHandle()
 
     def message(self, text: str) -> None:
-        """Show a plain status line (and log it)."""
+        """Show a plain status line in the language in use (and log it in English)."""
         log.info("%s", text)
 
 
@@ -110,7 +112,7 @@ class _BarReporter(Reporter):
 
     def message(self, text: str) -> None:
         super().message(text)
-        tqdm.write(text, file=self.stream)
+        tqdm.write(tr(text), file=self.stream)
 
 
 class _JsonPhase(PhaseHandle):
@@ -154,7 +156,9 @@ class _JsonReporter(Reporter):
 
     def message(self, text: str) -> None:
         super().message(text)
-        self.write_line({"event": "message", "text": text})
+        # "text" stays English (stable for hosts that match on it); "localized" is as shown
+        self.write_line({"event": "message", "text": str(text), "localized": tr(text),
+                         "lang": language()})
 
     def write_line(self, record: dict[str, object]) -> None:
         """Write one JSON object as one line, flushed at once."""

@@ -51,6 +51,7 @@ if sys.platform == "win32":  # pragma: no cover - only Windows runs this block
     _kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
     _kernel32.GetDriveTypeW.argtypes = [wintypes.LPCWSTR]
     _kernel32.GetDriveTypeW.restype = wintypes.UINT
+    _kernel32.GetUserDefaultUILanguage.restype = wintypes.WORD
 
     _SYNCHRONIZE = 0x00100000
     _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
@@ -308,3 +309,30 @@ def executable_name(base: str) -> str:
     if sys.platform == "win32" and not base.lower().endswith(".exe"):
         return base + ".exe"
     return base
+
+
+# --- language -------------------------------------------------------------------------------
+
+#: Primary language ids (the low 10 bits of a LANGID) of the languages we have.
+_WINDOWS_LANGUAGES = {0x07: "de", 0x09: "en"}
+
+
+def ui_language() -> str | None:
+    """The language of the user's interface: "de", "en", or None for any other.
+
+    Windows (confirmed under Wine): ``GetUserDefaultUILanguage``, the display language the
+    user chose, not the region's formats. POSIX: the gettext variables in their order
+    (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``), the first one set.
+    """
+    if sys.platform == "win32":  # pragma: no cover - only Windows runs this
+        return _WINDOWS_LANGUAGES.get(int(_kernel32.GetUserDefaultUILanguage()) & 0x3FF)
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return _posix_language(value.split(":")[0])
+    return None
+
+
+def _posix_language(value: str) -> str | None:
+    head = value.split(".")[0].split("_")[0].lower()
+    return head if head in ("de", "en") else None

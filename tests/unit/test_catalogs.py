@@ -1,0 +1,93 @@
+"""Every message the customer sees exists in German: translated, not fuzzy, same placeholders.
+
+The messages are those marked ``_("...")`` in ``updater/{core,shared,install,bootstrap}``
+(extracted with Babel, as ``scripts/catalogs update`` does); the German catalog is
+``updater/locale/de/LC_MESSAGES/opusi.po``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import string
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from updater.core import i18n
+from updater.core.errors import LicenseMissingError, RegistrationMissingError
+from updater.core.i18n import _, choose_language, language_of, tr
+from updater.core.report import format_error
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _catalogs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("catalogs", ROOT / "build_spec" / "catalogs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("catalogs", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fields(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+
+
+def test_every_marked_message_has_a_german_translation() -> None:
+    catalogs = _catalogs()
+    template = catalogs.extract()
+    [german_po] = [p for p in catalogs.po_files() if p.parts[-3] == "de"]
+    german = catalogs.read_catalog(german_po)
+    problems = []
+    for message in template:
+        if not message.id:
+            continue
+        where = ", ".join(f"{f}:{n}" for f, n in message.locations)
+        entry = german.get(message.id)
+        if entry is None or not entry.string:
+            problems.append(f"untranslated ({where}): {message.id!r}")
+        elif entry.fuzzy:
+            problems.append(f"fuzzy ({where}): {message.id!r}")
+        elif _fields(entry.string) != _fields(message.id):
+            problems.append(f"placeholders differ ({where}): {message.id!r} -> {entry.string!r}")
+    assert not problems, "scripts/catalogs update, then translate:\n" + "\n".join(problems)
+    assert len(template) > 50
+
+
+@pytest.fixture
+def german() -> object:
+    assert i18n.use("de") == "de", "no compiled German catalog (scripts/catalogs)"
+    yield
+    i18n.use("en")
+
+
+def test_the_vendors_words_for_errors_1_2_6_7(german: object) -> None:
+    error = LicenseMissingError(_("No license number was given."))
+    assert format_error(error).startswith("Fehler 1: Lizenzproblem.")
+    assert format_error(error, localized=False).startswith("Error 1: license problem")
+    assert tr(RegistrationMissingError.title) == "Die Registrierung des Lizenznehmers fehlt"
+
+
+def test_text_is_english_and_knows_its_entry(german: object) -> None:
+    text = _("Backup made: {backup}", backup="a.zip")
+    assert text == "Backup made: a.zip" and str(text) == "Backup made: a.zip"
+    assert tr(text) == "Sicherung angelegt: a.zip"
+    assert tr("not marked") == "not marked"
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("de_DE.UTF-8", "de"), ("de", "de"), ("de-AT", "de"), ("German_Germany.1252", "de"),
+    ("en_US.UTF-8", "en"), ("C", None), ("POSIX", None), ("fr_FR", None), ("", None), (None, None),
+])
+def test_language_of(name: str | None, expected: str | None) -> None:
+    assert language_of(name) == expected
+
+
+def test_choice_order() -> None:
+    assert choose_language("en", "de", "de") == "en"
+    assert choose_language(None, "de", "en") == "de"
+    assert choose_language(None, None, "de_DE.UTF-8") == "de"
+    assert choose_language(None, None, "fr_FR") == "en"
