@@ -129,6 +129,15 @@ def test_frozen_error_codes(frozen: Frozen, tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 1 and "Error 1" in result.stderr
+    # German from the system's language: the compiled catalog is inside the frozen program
+    result = subprocess.run(
+        hidden(["LANG=de_DE.UTF-8", frozen.updater, "--install-dir", install, "--yes"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("Fehler 1: Lizenzproblem."), result.stderr
     result = subprocess.run(
         hidden(
             [

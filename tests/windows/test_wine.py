@@ -116,3 +116,17 @@ def test_restore_by_hand(windows: Windows, tmp_path: Path) -> None:
     code, output = _update(windows, install, "--restore", win_path(backup))
     assert code == 0, output
     assert program_files(install) == old
+
+
+def test_german_from_the_windows_ui_language(windows: Windows, tmp_path: Path) -> None:
+    """A German Windows: the error in German with the vendor's words for error 7.
+
+    Windows API: GetUserDefaultUILanguage (Wine derives it from LANG=de_DE.UTF-8: LANGID
+    0x0407, primary language German), read by updater.shared.system.ui_language; the compiled
+    German catalog inside the .exe."""
+    install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url,
+                           license_number=UNREGISTERED)
+    got, output = _update(windows, install, env={"LANG": "de_DE.UTF-8"})
+    assert got == 7, output
+    assert "Fehler 7: Die Registrierung des Lizenznehmers fehlt." in output, output
+    assert "Bitten Sie den Hersteller, Ihre Lizenz" in output, output

@@ -17,6 +17,7 @@ import codecs
 import configparser
 from dataclasses import dataclass
 
+from updater.core.i18n import _
 from updater.core.install import IniSettings
 
 UPDATE, GENERAL = "Update", "Allgemein"
@@ -104,31 +105,31 @@ def _misplaced(sections: dict[str, dict[str, str]], spelled: dict[str, str],
                source: str) -> list[str]:
     """Warnings for known keys outside their section and unknown keys in ``[Update]``."""
     home = {key: UPDATE for key in UPDATE_KEYS} | {key: GENERAL for key in GENERAL_KEYS}
-    warnings = []
+    warnings: list[str] = []
     for section, values in sections.items():
         for key in values:
             wanted = home.get(key)
             if section == UPDATE.casefold():
                 if wanted is None:
-                    warnings.append(
-                        f"{source}: the key {key!r} in [{UPDATE}] is not one the updater reads "
-                        f"(it reads {', '.join(UPDATE_KEYS)})."
-                    )
+                    warnings.append(_(
+                        "{file}: the key {key!r} in [{section}] is not one the updater reads "
+                        "(it reads {keys}).", file=source, key=key, section=UPDATE,
+                        keys=", ".join(UPDATE_KEYS)))
                 elif wanted != UPDATE:
                     warnings.append(_elsewhere(source, key, wanted, f"[{UPDATE}]"))
             elif section == GENERAL.casefold():
                 if wanted == UPDATE:
                     warnings.append(_elsewhere(source, key, wanted, f"[{GENERAL}]"))
             elif wanted is not None:
-                where = "before the first section" if section == _TOP.casefold() \
+                where = _("before the first section") if section == _TOP.casefold() \
                     else f"[{spelled[section]}]"
                 warnings.append(_elsewhere(source, key, wanted, where))
     return warnings
 
 
 def _elsewhere(source: str, key: str, wanted: str, where: str) -> str:
-    return (f"{source}: {key!r} stands {where}, where the updater does not read it; "
-            f"it belongs in [{wanted}].")
+    return _("{file}: {key!r} stands {where}, where the updater does not read it; "
+             "it belongs in [{section}].", file=source, key=key, where=where, section=wanted)
 
 
 def _unrepr(line: str) -> str:

@@ -16,6 +16,7 @@ from updater.core.errors import (
     OpusiError,
     RegistrationMissingError,
 )
+from updater.core.i18n import _
 
 #: The one header every request carries: the customer's license number, nothing else.
 LICENSE_HEADER = "X-Opusi-License"
@@ -34,12 +35,10 @@ TARGETS_PREFIX = "targets"
 def license_problem(number: str | None) -> str | None:
     """Say why ``number`` is not a well-formed license number, or None if it is."""
     if number is None or number == "":
-        return "no license number was given"
+        return _("no license number was given")
     if not LICENSE_PATTERN.fullmatch(number):
-        return (
-            f"the license number {number!r} is malformed "
-            "(1 to 32 letters, digits or dashes expected)"
-        )
+        return _("the license number {number!r} is malformed "
+                 "(1 to 32 letters, digits or dashes expected)", number=number)
     return None
 
 
@@ -99,15 +98,16 @@ def error_from_answer(header_value: str | None, body: bytes) -> OpusiError | Non
     if cls is None:
         return None
     return cls(
-        f"The update server refused the license: {message or 'no reason given'}.",
+        _("The update server refused the license: {reason}.",
+          reason=message or _("no reason given")),
         hint=_LICENSE_HINTS[code],
     )
 
 
 _LICENSE_HINTS = {
-    ANSWER_MALFORMED: "Check the license number in update.ini ([Update] license) "
-    "against your license certificate.",
-    ANSWER_REFUSED: "Please contact the vendor about your license.",
-    ANSWER_UNREGISTERED: "Ask the vendor to register your license "
-    "for the Internet update (by phone or e-mail).",
+    ANSWER_MALFORMED: _("Check the license number in update.ini ([Update] license) "
+                        "against your license certificate."),
+    ANSWER_REFUSED: _("Please contact the vendor about your license."),
+    ANSWER_UNREGISTERED: _("Ask the vendor to register your license "
+                           "for the Internet update (by phone or e-mail)."),
 }

@@ -133,8 +133,13 @@ def _setup_console(verbose: bool) -> None:
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    # the report step prints the final error itself; the console needs it only once
-    console.addFilter(lambda record: record.name != "updater.core.report")
+    # the report step prints the final error itself; the console needs it only once. Without
+    # -v the admin sees only the updater's own warnings, not the libraries' (urllib3's
+    # "Retrying (Retry(total=2, ...))"): those are in the log file.
+    console.addFilter(
+        lambda record: record.name != "updater.core.report"
+        and (verbose or record.name.startswith("updater."))
+    )
     _add_handler(console)
 
 

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from updater.core.errors import ConfigError, LicenseMissingError
+from updater.core.i18n import _
 from updater.core.inifile import decode_ini, parse_update_ini
 from updater.core.install import IniSettings, Install
 from updater.core.paths import BUILD_FILE, CONFIG_FILE
@@ -114,9 +115,10 @@ def license_number(flag: str | None, ini: IniSettings) -> str:
     if problem:
         misplaced = [w for w in ini.warnings if "'license'" in w] if flag is None else []
         raise LicenseMissingError(
-            f"License problem: {problem}.{''.join(' ' + w for w in misplaced)}",
-            hint="Enter the license number in update.ini ([Update] license = ...) or pass "
-            "--license. Nothing was sent to the server.",
+            _("License problem: {problem}.", problem=problem),
+            hint=misplaced[0] if misplaced else _(
+                "Enter the license number in update.ini ([Update] license = ...) or pass "
+                "--license. Nothing was sent to the server."),
         )
     assert number is not None
     return number
@@ -132,9 +134,9 @@ def server_url(flag: str | None, ini: IniSettings) -> str:
     if not url or not url.startswith(("http://", "https://")):
         misplaced = [w for w in ini.warnings if "'server'" in w] if not flag else []
         raise ConfigError(
-            f"No valid update server address is configured (found {url!r})."
-            + "".join(" " + w for w in misplaced),
-            hint="Set [Update] server = https://... in update.ini or pass --server.",
+            _("No valid update server address is configured (found {url!r}).", url=url),
+            hint=misplaced[0] if misplaced
+            else _("Set [Update] server = https://... in update.ini or pass --server."),
         )
     return url.rstrip("/")
 

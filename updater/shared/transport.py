@@ -38,6 +38,7 @@ from updater.core.errors import (
     OpusiError,
     ServerResponseError,
 )
+from updater.core.i18n import _
 from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
 from updater.shared import resume
 
@@ -123,9 +124,10 @@ class _RateGuard:
             return
         if self._bytes / elapsed < self._min_rate:
             raise ConnectionFailedError(
-                f"The server sends too slowly ({self._bytes} bytes in {elapsed:.0f} s "
-                f"from {self._url}); the connection was given up.",
-                hint="Try again later; a download that was begun is resumed.",
+                _("The server sends too slowly ({bytes} bytes in {seconds:.0f} s from {url}); "
+                  "the connection was given up.", bytes=self._bytes, seconds=elapsed,
+                  url=self._url),
+                hint=_("Try again later; a download that was begun is resumed."),
             )
         self._start, self._bytes = time.monotonic(), 0
 
@@ -261,45 +263,51 @@ def _status_error(
     # refusal (tinyproxy, for one, answers wrong proxy credentials with 401, not 407).
     if status == 407 or (status == 401 and proxied):
         return ConnectionFailedError(
-            "The proxy server refused the request: it requires (other) credentials.",
-            hint="Check the proxy user and password in update.ini or the proxy variables.",
+            _("The proxy server refused the request: it requires (other) credentials."),
+            hint=_PROXY_CREDENTIALS_HINT,
         )
     if status in _GATEWAY_STATUSES:
         return ConnectionFailedError(
-            f"The update server is unavailable (HTTP {status} for {url}).",
-            hint="Try again later; if a proxy is used, check that it may reach the server.",
+            _("The update server is unavailable (HTTP {status} for {url}).", status=status,
+              url=url),
+            hint=_("Try again later; if a proxy is used, check that it may reach the server."),
         )
     if status in (403, 404):
         return tuf_exceptions.DownloadHTTPError(f"HTTP {status} for {url}", status)
     return ServerResponseError(f"The update server answered HTTP {status} for {url}.")
 
 
+_PROXY_CREDENTIALS_HINT = _("Check the proxy user and password in update.ini or the proxy "
+                            "variables.")
+
+
 def connection_error(error: Exception, url: str) -> ConnectionFailedError:
     """Describe a urllib3 failure to reach ``url`` as error 6, naming its cause."""
     reason = getattr(error, "reason", None) or error
-    kind = "could not be reached"
-    hint = (
-        "Check the Internet connection, the server address and the proxy settings. "
-        "Downloads begun are resumed next time."
-    )
+    # Translators: completes "The update server {host} {kind}"
+    kind = _("could not be reached")
+    hint = _("Check the Internet connection, the server address and the proxy settings. "
+             "Downloads begun are resumed next time.")
     if isinstance(reason, urllib3.exceptions.ProxyError) or isinstance(
         error, urllib3.exceptions.ProxyError
     ):
-        kind = "could not be reached through the proxy"
+        kind = _("could not be reached through the proxy")
         if _PROXY_AUTH_REFUSED.search(str(reason)):  # an https tunnel (CONNECT) refused
-            kind = "could not be reached: the proxy server refused its credentials"
-            hint = "Check the proxy user and password in update.ini or the proxy variables."
+            kind = _("could not be reached: the proxy server refused its credentials")
+            hint = _PROXY_CREDENTIALS_HINT
     elif isinstance(reason, urllib3.exceptions.SSLError):
-        kind = "failed the TLS (https) check"
+        kind = _("failed the TLS (https) check")
     elif isinstance(reason, urllib3.exceptions.NameResolutionError):
-        kind = "has a name that could not be resolved (DNS)"
+        kind = _("has a name that could not be resolved (DNS)")
     elif isinstance(reason, urllib3.exceptions.NewConnectionError):
-        kind = "could not be reached (no connection)"  # a subclass of ConnectTimeoutError
+        kind = _("could not be reached (no connection)")  # a subclass of ConnectTimeoutError
     elif isinstance(reason, urllib3.exceptions.TimeoutError):
-        kind = "did not answer in time"
+        kind = _("did not answer in time")
     elif isinstance(reason, urllib3.exceptions.ProtocolError):
-        kind = "dropped the connection"
+        kind = _("dropped the connection")
     host = parse_url(url).host
+    detail = f"{type(reason).__name__}: {reason}"
     return ConnectionFailedError(
-        f"The update server {host} {kind} ({type(reason).__name__}: {reason}).", hint=hint
+        _("The update server {host} {kind} ({detail}).", host=host, kind=kind, detail=detail),
+        hint=hint,
     )
