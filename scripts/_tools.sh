@@ -18,6 +18,8 @@ _OPUSI_PACKAGES=(
     "zip          zip"                     # native tool the benchmark compares against (test_bench)
     "curl         curl"                    # native tool the benchmark compares against (test_bench)
     "nginx-light  nginx /usr/sbin/nginx"   # the benchmark's second download server (test_bench)
+    "xvfb         Xvfb"                    # a display for the window tests (test_window)
+    "xdotool      xdotool"                 # keys into the window under Xvfb (test_window)
     "e2fsprogs    chattr"                  # chattr, for the "file cannot be replaced" fault cases (and test_preflight as root)
 )
 

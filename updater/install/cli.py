@@ -24,11 +24,12 @@ from updater.core.install import Install
 from updater.core.paths import BACKUP_DIR, LOG_DIR
 from updater.core.plan import UpdatePlan
 from updater.core.report import ArgumentParser, run_command
-from updater.install import recovery, testhooks
+from updater.install import gui, recovery, testhooks
 from updater.install import run as update
 from updater.install.backup.store import backups_in
+from updater.install.gui.runner import Session, WindowReporter, ask_in_window
 from updater.shared import config, package, system
-from updater.shared.progress import PhaseHandle, Reporter, make_reporter
+from updater.shared.progress import Mode, PhaseHandle, Reporter, make_reporter
 from updater.shared.transport import NetworkSettings
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,17 @@ def _parser() -> ArgumentParser:
     p.add_argument(
         "--progress",
         choices=("bar", "json", "none"),
-        default="bar",
-        help=tr(_("how progress is shown: bars, JSON lines for a host program, or none")),
+        help=tr(_("how progress is shown in text mode: bars (default), JSON lines for a host "
+                  "program, or none")),
+    )
+    window = p.add_mutually_exclusive_group()
+    window.add_argument(
+        "--gui",
+        action="store_true",
+        help=tr(_("show the window (default when started without a terminal)")),
+    )
+    window.add_argument(
+        "--no-gui", action="store_true", help=tr(_("never show a window; text mode only"))
     )
     p.add_argument(
         "--lang",
@@ -228,12 +238,35 @@ def _work(argv: Sequence[str]) -> int:
     _setup_console(args.verbose)
     if args.list_package is not None:
         return _list_package(args.list_package)
+    if _wants_window(args):
+        return gui.run_window(lambda reporter, session: _flow(args, reporter, session))
+    progress: Mode = args.progress or "bar"
+    reporter = make_reporter(progress, sys.stdout)
+    if progress == "none":
+        reporter = _PlainSummary(reporter)
+    return _flow(args, reporter, None)
+
+
+def _wants_window(args: argparse.Namespace) -> bool:
+    """``--gui``; else, unless ``--no-gui`` or ``--progress``, when no terminal is there."""
+    if args.no_gui or (args.progress is not None and not args.gui):
+        return False
+    if not (args.gui or gui.no_terminal()):
+        return False
+    why_not = gui.window_possible()
+    if why_not is not None:
+        print(tr(_("No window ({reason}): text mode.", reason=why_not)), file=sys.stderr)
+        return False
+    return True
+
+
+def _flow(args: argparse.Namespace, reporter: Reporter, session: Session | None) -> int:
+    """The run after the arguments, the same with a window (``session``) and without."""
     root = config.find_install(args.install_dir)
     log_file = _setup_log_file(root) if root.is_dir() else None
+    if session is not None:
+        session.root, session.log_file = root, log_file
     log.info("opusi-INSTALLUpdate %s on %s", __version__, root)
-    reporter = make_reporter(args.progress, sys.stdout)
-    if args.progress == "none":
-        reporter = _PlainSummary(reporter)
     if args.restore is not None:
         return _restore(root, args.restore, reporter)
     install = config.read_install(root)
@@ -246,7 +279,12 @@ def _work(argv: Sequence[str]) -> int:
     reporter.message(
         _("opus i installation {root}, build {build}.", root=root, build=install.build)
     )
-    result = update.run_update(request, reporter, _confirm(args, reporter))
+    confirm = (
+        _confirm(args, reporter)
+        if session is None or not isinstance(reporter, WindowReporter)
+        else ask_in_window(session, reporter, args.yes)
+    )
+    result = update.run_update(request, reporter, confirm)
     _summary(result, reporter, log_file)
     return 0
 

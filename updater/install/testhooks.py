@@ -12,7 +12,11 @@ Switched on only when the updater's entry point finds one of these in the enviro
   every operation after it (in any lane);
 - ``OPUSI_KILL_AT=ID``: the process SIGKILLs itself right before operation ``ID``;
 - ``OPUSI_OPS_FILE=PATH``: every operation is appended to ``PATH`` as it happens, one line
-  ``ID KIND PATH`` (the suites learn a run's operations from it).
+  ``ID KIND PATH`` (the suites learn a run's operations from it);
+- ``OPUSI_PAUSE_AT=ID[,ID...]=FOLDER``: right before operation ``ID`` the run creates
+  ``FOLDER/<ID>.paused`` (``#`` written as ``_``) and waits (at most two minutes) until
+  ``FOLDER/<ID>.go`` exists: a test can look at the window in the middle of a phase, or
+  cancel there.
 
 ``ID`` is an operation's identity, ``lane#number`` (:attr:`updater.shared.fileops.Operation.ident`),
 the same in every run of the same update even where lanes run in parallel.
@@ -24,6 +28,7 @@ import errno
 import os
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +36,7 @@ from typing import TextIO
 
 from updater.shared import fileops
 
-ENVIRONMENT = ("OPUSI_FAULT_PLAN", "OPUSI_KILL_AT", "OPUSI_OPS_FILE")
+ENVIRONMENT = ("OPUSI_FAULT_PLAN", "OPUSI_KILL_AT", "OPUSI_OPS_FILE", "OPUSI_PAUSE_AT")
 
 
 @dataclass
@@ -58,9 +63,13 @@ class FaultPlan:
     seen: list[str] = field(default_factory=list)
     idents: list[str] = field(default_factory=list)
     tripped: bool = False
+    pause_at: tuple[str, ...] = ()
+    pause_folder: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __call__(self, op: fileops.Operation) -> None:
+        if self.pause_folder is not None and op.ident in self.pause_at:
+            _pause(self.pause_folder, op.ident.replace("#", "_"))
         with self._lock:
             self.count += 1
             self.seen.append(f"{op.kind} {op.path.as_posix()}")
@@ -79,6 +88,14 @@ class FaultPlan:
 
     def _is(self, op: fileops.Operation, target: str | int) -> bool:
         return op.ident == target if isinstance(target, str) else self.count == target
+
+
+def _pause(folder: Path, name: str) -> None:
+    """Say "paused" (``folder/name.paused``) and wait until ``folder/name.go`` exists."""
+    (folder / f"{name}.paused").touch()
+    deadline = time.monotonic() + 120
+    while not (folder / f"{name}.go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def plan_from(environ: Mapping[str, str]) -> FaultPlan | None:
@@ -101,6 +118,12 @@ def plan_from(environ: Mapping[str, str]) -> FaultPlan | None:
         if "#" not in kill:
             raise ValueError(f"OPUSI_KILL_AT={kill!r}: expected LANE#N")
         plan.kill_at = kill
+    pause = environ.get("OPUSI_PAUSE_AT", "")
+    if pause:
+        idents, _, folder = pause.partition("=")
+        if "#" not in idents or not folder:
+            raise ValueError(f"OPUSI_PAUSE_AT={pause!r}: expected LANE#N[,LANE#N...]=FOLDER")
+        plan.pause_at, plan.pause_folder = tuple(idents.split(",")), Path(folder)
     ops_file = environ.get("OPUSI_OPS_FILE", "")
     if ops_file:
         plan.record = Path(ops_file).open("a", encoding="utf-8")  # noqa: SIM115 - for the run

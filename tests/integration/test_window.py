@@ -1,0 +1,219 @@
+"""The updater's window, for real: Tk on an Xvfb display, driven by keys as an admin would.
+
+The updater (from source) runs as its own process with ``--gui`` (or with no terminal, as
+when started from the desktop), in German (``LANG=de_DE.UTF-8``). The test waits for what the
+log file says the window shows ("window: showing ..."), takes a screenshot of the window
+(Pillow, from the X display) into ``build/screenshots/``, and presses keys with xdotool: Return
+is the screen's main button, Escape cancels. The test hook's pause (``OPUSI_PAUSE_AT``) holds a
+run inside a phase for the screenshot, or for a cancel while builds are applied.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Vendor, data_snapshot, make_install, program_files, vendor_files
+from tests.support.crash import hook_env, read_ops
+from updater.core.paths import LOG_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "build" / "screenshots"
+TITLE = "opus i Internet"  # either language
+
+
+@dataclass
+class Display:
+    name: str
+
+    def xdotool(self, *args: str) -> str:
+        done = subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "DISPLAY": self.name})
+        return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[Display]:
+    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
+        pytest.skip("Xvfb or xdotool is not installed (apt-get install xvfb xdotool; "
+                    "scripts/test does it when it may)")
+    read, write = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24",
+                               "-nolisten", "tcp"], pass_fds=(write,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        number = handle.readline().strip()
+    try:
+        yield Display(f":{number}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _log(install: Path) -> str:
+    return "".join(p.read_text("utf-8", "replace")
+                   for p in sorted((install / LOG_DIR).glob("update-*.log")))
+
+
+def _wait(what: str, test: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not test():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+class Window:
+    """The updater with its window, as a process on the display."""
+
+    def __init__(self, display: Display, install: Path, vendor: Vendor, *args: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.display, self.install = display, install
+        environment = {**hook_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8",
+                       **(env or {})}
+        for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+            environment.pop(name, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "updater.install.cli", "--install-dir", str(install),
+             "--trusted-root", str(vendor.root_file), "--timeout", "5", *args],
+            cwd=ROOT, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.id = ""
+
+    def shows(self, what: str, seconds: float = 60) -> None:
+        _wait(f"the window to show {what}", lambda: f"window: showing {what}" in _log(
+            self.install) or self.process.poll() is not None, seconds)
+        assert self.process.poll() is None, self.process.communicate()
+        if not self.id:
+            self.id = self.display.xdotool("search", "--sync", "--name", TITLE).split()[0]
+        time.sleep(0.4)  # the next poll of the window draws it
+
+    def screenshot(self, name: str) -> Path:
+        from PIL import ImageGrab
+
+        geometry = dict(line.split("=") for line in self.display.xdotool(
+            "getwindowgeometry", "--shell", self.id).splitlines())
+        x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        image = ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=self.display.name)
+        path = SHOTS / f"{name}.png"
+        image.save(path)
+        assert image.getextrema() != ((0, 0), (0, 0), (0, 0)), "an empty screenshot"
+        return path
+
+    def key(self, key: str) -> None:
+        self.display.xdotool("windowfocus", "--sync", self.id)
+        self.display.xdotool("key", "--window", self.id, key)
+
+    def ends(self, seconds: float = 60) -> tuple[int, str, str]:
+        out, err = self.process.communicate(timeout=seconds)
+        return self.process.returncode, out, err
+
+
+def _counted(vendor: Vendor, server_url: str, tmp_path: Path) -> list[tuple[str, str]]:
+    """A clean text-mode run's operations: (identity, "kind path")."""
+    install = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
+    done = subprocess.run(
+        [sys.executable, "-m", "updater.install.cli", "--install-dir", str(install),
+         "--trusted-root", str(vendor.root_file), "--yes", "--progress", "none"],
+        cwd=ROOT, env=hook_env(ops_file=tmp_path / "ops"), capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 0, done.stderr
+    run = read_ops(tmp_path / "ops", install)
+    return list(zip(run.ids, run.ops, strict=True))
+
+
+def _first(ops: list[tuple[str, str]], lane: str, kind: str) -> str:
+    return next(i for i, op in ops if i.startswith(lane) and op.startswith(kind))
+
+
+def test_confirm_phases_success(display: Display, vendor: Vendor, server_url: str,
+                                tmp_path: Path) -> None:
+    """Confirm, download, backup, apply, success: each screen reached and photographed."""
+    ops = _counted(vendor, server_url, tmp_path)
+    pauses = [_first(ops, "download-", "write"), _first(ops, "backup-1", "write"),
+              next(i for i, op in ops if i.startswith("main#") and op.startswith("replace ")
+                   and "SecuMax2" not in op and "Backups" not in op)]
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+    data = data_snapshot(install)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    window = Window(display, install, vendor, "--gui",
+                    env={"OPUSI_PAUSE_AT": ",".join(pauses) + f"={hold}"})
+    window.shows("confirm")
+    window.screenshot("1-bestaetigen")
+    window.key("Return")
+    for ident, name in zip(pauses, ("2-download", "3-sicherung", "4-einspielen"), strict=True):
+        marker = ident.replace("#", "_")
+        _wait(f"the pause at {ident}", lambda m=marker: (hold / f"{m}.paused").exists())
+        time.sleep(0.5)
+        window.screenshot(name)
+        (hold / f"{marker}.go").touch()
+    window.shows("success")
+    window.screenshot("5-fertig")
+    window.key("Return")
+    code, out, err = window.ends()
+    assert code == 0, err
+    assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
+    assert data_snapshot(install) == data
+    log = _log(install)
+    for screen in ("confirm", "progress: Downloading the builds", "progress: Making the backup",
+                   "progress: Applying the builds", "success"):
+        assert f"window: showing {screen}" in log, screen
+
+
+def test_cancel_while_applying_restores_exactly(display: Display, vendor: Vendor,
+                                                server_url: str, tmp_path: Path) -> None:
+    """Escape while a build is being applied: the backup is restored, exactly; the window
+    says so with the error's number (the exit code is Ctrl+C's: 16, restored)."""
+    ops = _counted(vendor, server_url, tmp_path)
+    replaces = [i for i, op in ops if i.startswith("main#") and op.startswith("replace ")
+                and "SecuMax2" not in op and "Backups" not in op]
+    pause = replaces[len(replaces) // 2]
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+    before, data = program_files(install), data_snapshot(install)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    window = Window(display, install, vendor, "--gui", "--yes",
+                    env={"OPUSI_PAUSE_AT": f"{pause}={hold}"})
+    marker = pause.replace("#", "_")
+    _wait("the pause while applying", lambda: (hold / f"{marker}.paused").exists())
+    window.shows("progress: Applying the builds")
+    window.key("Escape")
+    _wait("the cancel", lambda: "window: the administrator cancelled" in _log(install))
+    (hold / f"{marker}.go").touch()
+    window.shows("error 16")
+    window.screenshot("6-abgebrochen-wiederhergestellt")
+    window.key("Return")
+    code, out, err = window.ends()
+    assert code == 16, err
+    assert program_files(install) == before
+    assert data_snapshot(install) == data
+
+
+@pytest.mark.parametrize("license_number,url,code,shot", [
+    ("", None, 1, "7-fehler-1"),
+    ("DEMO-1147", "http://127.0.0.1:9", 6, "8-fehler-6"),
+])
+def test_errors_shown_in_the_window(display: Display, vendor: Vendor, server_url: str,
+                                    tmp_path: Path, license_number: str, url: str | None,
+                                    code: int, shot: str) -> None:
+    """Started with no terminal (as from the desktop): the window opens by itself and shows
+    the error with its number, the vendor's words, and what the admin can do."""
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, url or server_url,
+                           license_number=license_number)
+    window = Window(display, install, vendor)  # stdin is not a terminal: the window
+    window.shows(f"error {code}")
+    window.screenshot(shot)
+    window.key("Return")
+    got, out, err = window.ends()
+    assert got == code
+    assert err.startswith(f"Fehler {code}:"), err
