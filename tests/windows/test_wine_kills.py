@@ -25,7 +25,7 @@ from updater.install.journal import journal_path
 
 pytestmark = [pytest.mark.windows]
 CASES = 24
-KILL_RUN_SECONDS = 90  # a kill run takes 6-9 s under Wine
+RUN_SECONDS = 60  # a run takes 3-9 s under Wine
 
 
 def _seen(ops_file: Path, install: Path) -> tuple[str, ...]:
@@ -52,32 +52,40 @@ def test_killed_at_24_moments_next_run_ends_at_the_new_build(
     assert len(chosen) >= 20, (len(run.ops), moments)
     new_files = vendor_files(vendor.trees[NEW], NEW)
 
+    def run_through_hangs(install: Path, what: str, ops: Path | None = None,
+                          **env: str) -> tuple[int, str, int]:
+        """One run; if Wine hangs it (seen in CI, under load: once at start-up before any
+        Python ran, once in a TerminateProcess of itself), its processes are killed from
+        outside (a kill as good as any) and the run is made again, once."""
+        for attempt in (1, 2):
+            extra = dict(env, **({"OPUSI_OPS_FILE": win_path(ops)} if ops else {}))
+            try:
+                code, output = update(windows, install, timeout=RUN_SECONDS, env=extra)
+                return code, output, attempt - 1
+            except subprocess.TimeoutExpired:
+                kill_windows_processes(win_path(install))
+                if ops and _seen(ops, install)[-1:] == (env.get("OPUSI_KILL_AT"),):
+                    return -9, "(killed from outside at the operation)", attempt
+        raise AssertionError(f"{what}: Wine hung the run twice")
+
     def case(k: int) -> str:
         ident = run.ident(k)
         install = make_install(tmp_path / f"k{k}", vendor.trees[OLD], OLD, windows.url)
         data = data_snapshot(install)
         ops = tmp_path / f"k{k}.ops"
-        hung = False
-        try:
-            code, output = update(windows, install, timeout=KILL_RUN_SECONDS,
-                                  env={"OPUSI_KILL_AT": ident, "OPUSI_OPS_FILE": win_path(ops)})
-        except subprocess.TimeoutExpired:
-            # Seen once in CI: Wine did not finish a process's TerminateProcess of itself while
-            # its other threads worked. The operation was reached (checked below); the process
-            # is then killed from outside, which is a kill as good as its own.
-            hung = kill_windows_processes(win_path(install)) > 0
-            code, output = -9, "(killed from outside after the test hook's kill hung)"
+        code, output, hangs = run_through_hangs(install, f"K={k} kill run", ops,
+                                                OPUSI_KILL_AT=ident)
         seen = _seen(ops, install)
         assert code != 0 and seen and seen[-1] == ident, \
             f"K={k} ({ident}): not killed there (exit {code}, last {seen[-1:]})\n{output[-600:]}"
         interrupted = journal_path(install).exists()
-        code, output = update(windows, install)
+        code, output, more = run_through_hangs(install, f"K={k} next run")
         assert code == 0, f"K={k} ({ident} {run.ops[k - 1]}): next run exit {code}\n{output}"
         assert program_files(install) == new_files, f"K={k}: not exactly build {NEW}"
         assert data_snapshot(install) == data, f"K={k}: customer data changed"
         assert not journal_path(install).exists(), f"K={k}: journal left behind"
         outcome = "journal left, recovered" if interrupted else "no journal"
-        return outcome + (" (killed from outside)" if hung else "")
+        return outcome + (" (after a Wine hang)" if hangs + more else "")
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=2) as pool:
