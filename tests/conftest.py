@@ -18,6 +18,18 @@ from updater.publisher.serving import Server
 from updater.shared import fileops, package
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_display() -> Iterator[None]:
+    """No test opens a window on the developer's display by accident: the updater would wait
+    for a click. The window tests bring their own display (Xvfb)."""
+    import os
+
+    saved = {name: os.environ.pop(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
+             if name in os.environ}
+    yield
+    os.environ.update(saved)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the message catalogs if they are stale (scripts/test does it too; a bare
     ``pytest`` run must not test German against an old .mo)."""

@@ -10,53 +10,27 @@ run inside a phase for the screenshot, or for a cancel while builds are applied.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Vendor, data_snapshot, make_install, program_files, vendor_files
 from tests.support.crash import hook_env, read_ops
+from tests.support.xvfb import Display, xvfb
 from updater.core.paths import LOG_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "build" / "screenshots"
-TITLE = "opus i Internet"  # either language
-
-
-@dataclass
-class Display:
-    name: str
-
-    def xdotool(self, *args: str) -> str:
-        done = subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=30,
-                              env={**os.environ, "DISPLAY": self.name})
-        return done.stdout.strip()
+TITLE = "^opus i"  # the window title in either language
 
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[Display]:
-    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
-        pytest.skip("Xvfb or xdotool is not installed (apt-get install xvfb xdotool; "
-                    "scripts/test does it when it may)")
-    read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24",
-                               "-nolisten", "tcp"], pass_fds=(write,),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as handle:
-        number = handle.readline().strip()
-    try:
-        yield Display(f":{number}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with xvfb() as shown:
+        yield shown
 
 
 def _log(install: Path) -> str:
@@ -93,25 +67,14 @@ class Window:
             self.install) or self.process.poll() is not None, seconds)
         assert self.process.poll() is None, self.process.communicate()
         if not self.id:
-            self.id = self.display.xdotool("search", "--sync", "--name", TITLE).split()[0]
+            self.id = self.display.find(TITLE)
         time.sleep(0.4)  # the next poll of the window draws it
 
     def screenshot(self, name: str) -> Path:
-        from PIL import ImageGrab
-
-        geometry = dict(line.split("=") for line in self.display.xdotool(
-            "getwindowgeometry", "--shell", self.id).splitlines())
-        x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        image = ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=self.display.name)
-        path = SHOTS / f"{name}.png"
-        image.save(path)
-        assert image.getextrema() != ((0, 0), (0, 0), (0, 0)), "an empty screenshot"
-        return path
+        return self.display.screenshot(self.id, name)
 
     def key(self, key: str) -> None:
-        self.display.xdotool("windowfocus", "--sync", self.id)
-        self.display.xdotool("key", "--window", self.id, key)
+        self.display.key(self.id, key)
 
     def ends(self, seconds: float = 60) -> tuple[int, str, str]:
         out, err = self.process.communicate(timeout=seconds)

@@ -160,3 +160,9 @@ def kill_windows_processes(marker: str) -> int:
         except (OSError, ProcessLookupError):
             continue
     return killed
+
+
+def german_locale() -> bool:
+    """True when glibc has de_DE.UTF-8, from which Wine derives a German UI language."""
+    done = subprocess.run(["locale", "-a"], capture_output=True, text=True, timeout=30)
+    return any(name.lower().replace("-", "") == "de_de.utf8" for name in done.stdout.split())

@@ -23,7 +23,7 @@ from tests.conftest import (
     program_files,
     vendor_files,
 )
-from tests.support.wine import run_windows, win_path
+from tests.support.wine import german_locale, run_windows, win_path
 from tests.windows.conftest import NEW, OLD, Windows
 from tests.windows.conftest import update as _update
 from updater.core.paths import BACKUP_DIR, LOG_DIR
@@ -124,6 +124,8 @@ def test_german_from_the_windows_ui_language(windows: Windows, tmp_path: Path) -
     Windows API: GetUserDefaultUILanguage (Wine derives it from LANG=de_DE.UTF-8: LANGID
     0x0407, primary language German), read by updater.shared.system.ui_language; the compiled
     German catalog inside the .exe."""
+    if not german_locale():
+        pytest.skip("no locale de_DE.UTF-8 on this machine (scripts/windows generates it as root)")
     install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url,
                            license_number=UNREGISTERED)
     got, output = _update(windows, install, env={"LANG": "de_DE.UTF-8"})

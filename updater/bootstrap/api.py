@@ -38,12 +38,12 @@ from pathlib import Path
 from updater.bootstrap.policy import (
     DEFAULT_MIN_BUILD,
     DEFAULT_MIN_BUILD_STARTUP,
-    NOTHING_CHANGED,
     check_policy,
 )
 from updater.bootstrap.spawn import spawn_detached
 from updater.core.builds import RemoteUpdater, RepositoryView
 from updater.core.errors import RefusedByPolicyError, ServerResponseError, error_from_os
+from updater.core.i18n import _
 from updater.core.install import Install
 from updater.core.paths import JOURNAL_FILE, WORK_DIR
 from updater.core.plan import make_plan
@@ -186,9 +186,10 @@ def _refuse_folder_in_install(download_dir: Path | None, install_root: Path) -> 
     base = download_dir if download_dir is not None else Path(tempfile.gettempdir())
     if _inside(base, install_root):
         raise RefusedByPolicyError(
-            f"The updater may not be downloaded into the installation ({base.resolve()} lies in "
-            f"{install_root}): it would stay behind among the program files.",
-            hint=f"Choose a download folder outside the installation. {NOTHING_CHANGED}",
+            _("The updater may not be downloaded into the installation ({folder} lies in "
+              "{install}): it would stay behind among the program files.",
+              folder=base.resolve(), install=install_root),
+            hint=_("Choose a download folder outside the installation. Nothing was changed."),
         )
 
 
@@ -203,8 +204,8 @@ def _make_folder(download_dir: Path | None) -> Path:
             return Path(tempfile.mkdtemp(prefix="opusi-update-"))
         download_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise error_from_os(
-            e, f"create the download folder {download_dir or tempfile.gettempdir()}") from e
+        folder = download_dir or tempfile.gettempdir()
+        raise error_from_os(e, _("create the download folder {folder}", folder=folder)) from e
     return download_dir.resolve()
 
 
@@ -212,9 +213,13 @@ def updater_command(
     updater: Path, install_root: Path, host_pid: int, *, trusted_root: Path | None = None,
     proxy: str | None = None, extra_args: Sequence[str] = (),
 ) -> tuple[str, ...]:
-    """The updater's command line; server and license it reads from update.ini itself."""
+    """The updater's command line; server and license it reads from update.ini itself.
+
+    Unattended (``--yes``: the admin approved in the host) and with its window (``--gui``), so
+    the admin sees the progress and the result while the host has exited.
+    """
     command = [str(updater), "--install-dir", str(install_root), "--wait-pid", str(host_pid),
-               "--yes", "--progress", "none"]
+               "--yes", "--gui"]
     if trusted_root is not None:
         command += ["--trusted-root", str(trusted_root.resolve())]
     if proxy:
@@ -249,12 +254,12 @@ def start_update(
     """
     if not admin:
         raise RefusedByPolicyError(
-            "The update was not approved: an administrator must approve the update in opus i.",
-            hint="Log in to opus i as an administrator and start the update there. "
-            + NOTHING_CHANGED,
+            _("The update was not approved: an administrator must approve the update in opus i."),
+            hint=_("Log in to opus i as an administrator and start the update there. "
+                   "Nothing was changed."),
         )
     if host_pid <= 0:
-        raise RefusedByPolicyError(f"The host's process id {host_pid} is not valid.")
+        raise RefusedByPolicyError(_("The host's process id {pid} is not valid.", pid=host_pid))
     install = config.read_install(install_dir.resolve())
     check_policy(install, min_build=min_build)
     _refuse_folder_in_install(download_dir, install.root)
@@ -286,11 +291,11 @@ def _updater_for(view: RepositoryView, platform: str) -> RemoteUpdater:
     """
     remote = view.updater_for(platform)
     if remote is None:
-        offered = ", ".join(sorted(u.platform for u in view.updaters)) or "none"
+        offered = ", ".join(sorted(u.platform for u in view.updaters)) or _("none")
         raise ServerResponseError(
-            f"The update server offers no updater for this platform ({platform}; "
-            f"offered: {offered}).",
-            hint=f"Please tell the vendor. {NOTHING_CHANGED}",
+            _("The update server offers no updater for this platform ({platform}; "
+              "offered: {offered}).", platform=platform, offered=offered),
+            hint=_("Please tell the vendor. Nothing was changed."),
         )
     return remote
 

@@ -42,8 +42,11 @@ Ask = Callable[[UpdatePlan], bool]
 class View(Protocol):
     """What a toolkit's window does: show a screen, and run until the admin closes it."""
 
-    def run(self, session: Session) -> None:
-        """Run the window's loop: poll ``session`` for what to show; return when closed."""
+    def run(self, session: Session) -> bool:
+        """Run the window's loop: poll ``session`` for what to show; return when closed.
+
+        Returns False when no window could be shown at all (the run then goes on without it).
+        """
 
 
 @dataclass
@@ -144,8 +147,10 @@ def run_in_window(view: View, work: Work) -> int:
 
     thread = threading.Thread(target=worker, name="update", daemon=True)
     thread.start()
-    view.run(session)
-    if not session.finished:  # the window went away while the work ran: cancel and wait
+    if not view.run(session):  # no window after all: the run goes on unseen, unasked
+        log.warning("no window could be shown; the update goes on without one")
+        session.answer.put(False)  # nobody to ask: an unapproved update does not start
+    elif not session.finished:  # the window was closed while the work ran: cancel and wait
         session.request_cancel()
         session.answer.put(False)
     thread.join()

@@ -85,10 +85,11 @@ class TkView:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self, session: Session) -> None:
+    def run(self, session: Session) -> bool:
         self.session = session
         self.root.after(POLL_MS, self._poll)
         self.root.mainloop()
+        return True
 
     def _poll(self) -> None:
         assert self.session is not None

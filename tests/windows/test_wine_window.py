@@ -1,0 +1,78 @@
+"""The Windows .exe shows its window: the system's task dialog, under Wine on an Xvfb display.
+
+The updater runs as Windows runs it from the host (``--gui``), in German (LANG, from which
+Wine derives the UI language), with a display; keys as an admin would press them: Return is
+the page's default button (start, close). Screenshots go to ``build/screenshots/``.
+
+Wine draws the task dialog with its own comctl32: the layout and the buttons' look differ from
+Windows' (only real Windows shows the real look); the pages, texts, progress and buttons are
+the product's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import data_snapshot, make_install, program_files, vendor_files
+from tests.support.wine import kill_windows_processes, win_path, wine_env
+from tests.support.xvfb import Display, xvfb
+from tests.windows.conftest import NEW, OLD, Windows
+from updater.core.paths import LOG_DIR
+
+pytestmark = [pytest.mark.windows]
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[Display]:
+    with xvfb() as shown:
+        yield shown
+
+
+def _log(install: Path) -> str:
+    return "".join(p.read_text("utf-8", "replace")
+                   for p in sorted((install / LOG_DIR).glob("update-*.log")))
+
+
+def _shows(install: Path, process: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while f"window: showing {what}" not in _log(install):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"the window did not show {what}:\n{_log(install)}"
+        time.sleep(0.2)
+    time.sleep(1.0)  # drawn at the dialog's next timer tick
+
+
+def test_the_exe_shows_its_window_and_updates(windows: Windows, display: Display,
+                                              tmp_path: Path) -> None:
+    """Confirm page, start (Return), the result page, close (Return): exit 0, build 1155.
+
+    Windows API: TaskDialogIndirect with TDF_CALLBACK_TIMER, TDM_NAVIGATE_PAGE,
+    TDM_SET_PROGRESS_BAR_POS, TDM_SET_ELEMENT_TEXT; GetUserDefaultUILanguage."""
+    install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url)
+    data = data_snapshot(install)
+    env = {**wine_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8"}
+    process = subprocess.Popen(
+        ["wine", str(windows.updater), "--install-dir", win_path(install), "--trusted-root",
+         win_path(windows.vendor.root_file), "--gui"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        text=True, errors="replace")
+    try:
+        _shows(install, process, "confirm")
+        window = display.find("^opus i")
+        display.screenshot(window, "windows-1-bestaetigen")
+        display.key(window, "Return")
+        _shows(install, process, "success")
+        display.screenshot(window, "windows-2-fertig")
+        display.key(window, "Return")
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            kill_windows_processes(win_path(install))
+    assert process.returncode == 0, err
+    assert program_files(install) == vendor_files(windows.vendor.trees[NEW], NEW)
+    assert data_snapshot(install) == data
