@@ -82,7 +82,8 @@ def test_json_close_reports_where_an_interrupted_phase_stopped() -> None:
 def test_json_messages() -> None:
     stream = io.StringIO()
     make_reporter("json", stream).message("Backup erstellt: ä")
-    assert json_lines(stream) == [{"event": "message", "text": "Backup erstellt: ä"}]
+    assert json_lines(stream) == [{"event": "message", "text": "Backup erstellt: ä",
+                                   "localized": "Backup erstellt: ä", "lang": "en"}]
     assert stream.getvalue().isascii()
 
 

@@ -17,38 +17,46 @@ from typing import Any
 from updater.bootstrap.api import check_for_updates, start_update
 from updater.bootstrap.policy import DEFAULT_MIN_BUILD, DEFAULT_MIN_BUILD_STARTUP
 from updater.core.errors import OpusiError, RefusedByPolicyError, exit_code_for
+from updater.core.i18n import _, tr
 from updater.core.report import ArgumentParser, run_command
 
 
 def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="opusi-update",
-                       description="The host app's side of the opus i Internet update. Prints one "
-                       "JSON object on stdout; the exit code is 0 or the error's code.")
+                       description=tr(_("The host app's side of the opus i Internet update. "
+                                        "Prints one JSON object on stdout; the exit code is 0 or "
+                                        "the error's code.")))
     commands = p.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="report pending builds or why the update is refused")
+    check = commands.add_parser(
+        "check", help=tr(_("report pending builds or why the update is refused")))
     check.add_argument("--at-startup", action="store_true",
-                       help="the check at program start (needs option 53 and a newer build)")
+                       help=tr(_("the check at program start (needs option 53 and a newer "
+                                 "build)")))
     check.add_argument("--min-build-startup", type=int, default=DEFAULT_MIN_BUILD_STARTUP,
-                       help="oldest build for the start-up check (default %(default)s)")
-    start = commands.add_parser("start",
-                                help="download, verify and start the updater; return at once")
+                       help=tr(_("oldest build for the start-up check (default %(default)s)")))
+    start = commands.add_parser(
+        "start", help=tr(_("download, verify and start the updater; return at once")))
     start.add_argument("--admin", action="store_true",
-                       help="the host confirms that an administrator approved the update")
-    start.add_argument("--host-pid", type=int, required=True, help="the host's process id")
+                       help=tr(_("the host confirms that an administrator approved the update")))
+    start.add_argument("--host-pid", type=int, required=True,
+                       help=tr(_("the host's process id")))
     start.add_argument("--download-dir", type=Path,
-                       help="folder for the updater, outside the install "
-                       "(default: a new temporary folder)")
+                       help=tr(_("folder for the updater, outside the install "
+                                 "(default: a new temporary folder)")))
     for sub in (check, start):
         sub.add_argument("--install-dir", type=Path, required=True,
-                         help="the opus i program folder")
+                         help=tr(_("the opus i program folder")))
         sub.add_argument("--trusted-root", type=Path,
-                         help="trusted root metadata (default: built in)")
+                         help=tr(_("trusted root metadata (default: built in)")))
         sub.add_argument("--proxy",
-                         help="proxy URL (default: update.ini, else HTTPS_PROXY/HTTP_PROXY)")
+                         help=tr(_("proxy URL (default: update.ini, else "
+                                   "HTTPS_PROXY/HTTP_PROXY)")))
         sub.add_argument("--min-build", type=int, default=DEFAULT_MIN_BUILD,
-                         help="oldest build the Internet update accepts (default %(default)s)")
-        sub.add_argument("--platform", help="platform of the updater (default: this one)")
-        sub.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
+                         help=tr(_("oldest build the Internet update accepts (default "
+                                   "%(default)s)")))
+        sub.add_argument("--platform", help=tr(_("platform of the updater (default: this one)")))
+        sub.add_argument("-v", "--verbose", action="store_true",
+                         help=tr(_("log details on stderr")))
     return p
 
 

@@ -7,11 +7,11 @@ program start also needs option 53 and build 1190 (SPEC, "Voraussetzungen").
 from __future__ import annotations
 
 from updater.core.errors import RefusedByPolicyError
+from updater.core.i18n import _
 from updater.core.install import Install
 
 DEFAULT_MIN_BUILD = 1147
 DEFAULT_MIN_BUILD_STARTUP = 1190
-NOTHING_CHANGED = "Nothing was changed."
 
 
 def check_policy(
@@ -26,27 +26,29 @@ def check_policy(
     """
     if not install.ini.option_52:
         raise RefusedByPolicyError(
-            "Internet update is switched off: set option Allgemein 52 ([Allgemein] 52 = 1).",
-            hint="An administrator can switch it on in opus i or in update.ini. "
-            + NOTHING_CHANGED,
+            _("Internet update is switched off: set option Allgemein 52 ([Allgemein] 52 = 1)."),
+            hint=_("An administrator can switch it on in opus i or in update.ini. "
+                   "Nothing was changed."),
         )
     if install.build < min_build:
         raise RefusedByPolicyError(
-            f"The Internet update needs build {min_build} or newer; this installation has build "
-            f"{install.build}.",
-            hint=f"Install a current full version from the vendor first. {NOTHING_CHANGED}",
+            _("The Internet update needs build {min_build} or newer; this installation has "
+              "build {build}.", min_build=min_build, build=install.build),
+            hint=_("Install a current full version from the vendor first. Nothing was changed."),
         )
     if not at_startup:
         return
     if not install.ini.option_53:
         raise RefusedByPolicyError(
-            "The check for updates at program start is switched off: set option Allgemein 53 "
-            "([Allgemein] 53 = 1).",
-            hint=f"An administrator can still check by hand. {NOTHING_CHANGED}",
+            _("The check for updates at program start is switched off: set option Allgemein 53 "
+              "([Allgemein] 53 = 1)."),
+            hint=_("An administrator can still check by hand. Nothing was changed."),
         )
     if install.build < min_build_startup:
         raise RefusedByPolicyError(
-            f"The check for updates at program start needs build {min_build_startup} or newer; "
-            f"this installation has build {install.build}.",
-            hint=f"An administrator can check by hand (without --at-startup). {NOTHING_CHANGED}",
+            _("The check for updates at program start needs build {min_build} or newer; "
+              "this installation has build {build}.", min_build=min_build_startup,
+              build=install.build),
+            hint=_("An administrator can check by hand (without --at-startup). Nothing was "
+                   "changed."),
         )

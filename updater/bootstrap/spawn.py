@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from updater.bootstrap.policy import NOTHING_CHANGED
 from updater.core.errors import RefusedByPolicyError
+from updater.core.i18n import _
 
 OUTPUT_LOG = "updater-output.log"
 
@@ -45,9 +45,10 @@ def spawn_detached(command: Sequence[str], folder: Path) -> tuple[int, Path | No
         return process.pid, output
     except OSError as e:
         raise RefusedByPolicyError(
-            f"The system refused to start the downloaded updater {command[0]}: {e}.",
-            hint="If the temp folder may not run programs, pass --download-dir with one that may. "
-            + NOTHING_CHANGED,
+            _("The system refused to start the downloaded updater {updater}: {e}.",
+              updater=command[0], e=e),
+            hint=_("If the temp folder may not run programs, pass --download-dir with one that "
+                   "may. Nothing was changed."),
         ) from e
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from updater.core.i18n import _
+
 #: The key of our records in a target's ``custom`` field.
 CUSTOM_KEY = "opusi"
 
@@ -141,7 +143,7 @@ def _text(info: Mapping[str, Any], key: str) -> str:
 
 def hashed_path(name: str, sha256: str) -> str:
     """Where target ``name`` lies under consistent snapshots: ``<folder>/<sha256>.<file>``."""
-    folder, _, base = name.rpartition("/")
+    folder, _slash, base = name.rpartition("/")
     return f"{folder}/{sha256}.{base}" if folder else f"{sha256}.{base}"
 
 
@@ -228,7 +230,8 @@ def describe_targets(base_url: str, targets: Mapping[str, SignedTarget]) -> Repo
                     raise SchemaError("it has no sha256")
                 updaters.append(RemoteUpdater(updater.platform, updater.version, files[name]))
         except SchemaError as e:
-            raise SchemaError(f"The signed entry of {name} is incomplete ({e}).") from e
+            raise SchemaError(_("The signed entry of {name} is incomplete ({detail}).",
+                                name=name, detail=e)) from e
     return RepositoryView(builds=tuple(sorted(builds, key=lambda b: b.build)),
                           updaters=tuple(updaters))
 

@@ -251,7 +251,8 @@ def error_from_os(error: OSError, doing: str) -> OpusiError:
 
     Args:
         error: What the operating system raised.
-        doing: What failed, to follow "could not" ("write the journal in C:/opus/...").
+        doing: What failed, to follow "could not" ("write the journal in C:/opus/..."), marked
+            for the catalog where it arises (``_("write the journal {path}", path=path)``).
 
     Returns:
         :class:`DiskSpaceError` (14) for a full disk or quota, :class:`FileLockedError` (15) for
@@ -260,16 +261,20 @@ def error_from_os(error: OSError, doing: str) -> OpusiError:
     reason = error.strerror or str(error)
     kind = os_error_kind(error)
     if kind == "full":
-        return DiskSpaceError(f"The disk is full: could not {doing}.",
-                              hint="Free some disk space and start the update again.")
+        # Translators: {doing} is what failed, marked where it arises ("write the download ...")
+        return DiskSpaceError(_("The disk is full: could not {doing}.", doing=doing),
+                              hint=_("Free some disk space and start the update again."))
     if kind == "locked":
         return FileLockedError(
-            f"Could not {doing}: {reason}.",
-            hint="Close opus i on every workstation and any program using its files (a virus "
-            "scanner, a backup program), check that the folder is writable (run the update as "
-            "administrator), and start the update again.")
-    return DiskError(f"Could not {doing}: {reason}.",
-                     hint="Check the disk for errors (Windows: chkdsk) and start the update again.")
+            # Translators: {doing} is what failed ("write the download ..."); {reason}: the
+            # operating system's words
+            _("Could not {doing}: {reason}.", doing=doing, reason=reason),
+            hint=_("Close opus i on every workstation and any program using its files (a virus "
+                   "scanner, a backup program), check that the folder is writable (run the "
+                   "update as administrator), and start the update again."))
+    return DiskError(
+        _("Could not {doing}: {reason}.", doing=doing, reason=reason),
+        hint=_("Check the disk for errors (Windows: chkdsk) and start the update again."))
 
 
 def exit_code_for(error: BaseException) -> int:

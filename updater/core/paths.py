@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from updater.core.errors import UnsafeArchiveError
+from updater.core.i18n import _
 
 #: Folders left out of the backup and never written by the updater (SPEC section 2).
 EXCLUDED_DIRS: tuple[str, ...] = (
@@ -60,9 +61,10 @@ def fold(path: str) -> str:
 def _likeness(first: str, second: str) -> str:
     """Why two paths that :func:`fold` to the same form are refused (message tail)."""
     if first.casefold() == second.casefold():
-        return "differ only by case; Windows would hold them as one file."
-    return ("differ only in how their accented letters are encoded (Unicode NFC and NFD); they "
-            "look the same, so they are refused as ambiguous.")
+        # Translators: completes "Paths {first!r} and {second!r}"
+        return _("differ only by case; Windows would hold them as one file.")
+    return _("differ only in how their accented letters are encoded (Unicode NFC and NFD); they "
+             "look the same, so they are refused as ambiguous.")
 
 
 _EXCLUDED_FOLDED = tuple(fold(d) for d in EXCLUDED_DIRS)
@@ -92,15 +94,15 @@ def path_problem(name: str) -> str | None:
         A short reason ("absolute path", "device name 'CON'", ...) or None.
     """
     if not name:
-        return "empty name"
+        return _("empty name")
     if len(name) > MAX_PATH_LENGTH:
-        return f"longer than {MAX_PATH_LENGTH} characters"
+        return _("longer than {limit} characters", limit=MAX_PATH_LENGTH)
     if name.startswith(("/", "\\")):
-        return "absolute path" if not name.startswith(("//", "\\\\")) else "UNC path"
+        return _("absolute path") if not name.startswith(("//", "\\\\")) else _("UNC path")
     if _DRIVE.match(name):
-        return "drive letter"
+        return _("drive letter")
     if "\\" in name:
-        return "backslash in name (a separator on Windows)"
+        return _("backslash in name (a separator on Windows)")
     for part in name.split("/"):
         problem = _component_problem(part)
         if problem:
@@ -110,18 +112,18 @@ def path_problem(name: str) -> str | None:
 
 def _component_problem(part: str) -> str | None:
     if part in ("", "."):
-        return "empty path component"
+        return _("empty path component")
     if part == "..":
-        return "leads out of the install ('..')"
+        return _("leads out of the install ('..')")
     if ":" in part:
-        return "':' in name (drive or alternate data stream)"
+        return _("':' in name (drive or alternate data stream)")
     if _FORBIDDEN_CHARS.search(part):
-        return "character Windows does not allow in file names"
+        return _("character Windows does not allow in file names")
     if part.endswith((".", " ")):
-        return "trailing dot or space (Windows would strip it)"
+        return _("trailing dot or space (Windows would strip it)")
     stem = part.split(".", 1)[0].rstrip(" ").upper()
     if stem in _DEVICE_NAMES:
-        return f"device name {stem!r}"
+        return _("device name {name!r}", name=stem)
     return None
 
 
@@ -143,11 +145,13 @@ def check_member_names(names: Iterable[str]) -> list[str]:
     for name in names:
         problem = path_problem(name)
         if problem:
-            raise UnsafeArchiveError(f"Unsafe path {name!r}: {problem}.")
+            raise UnsafeArchiveError(_("Unsafe path {name!r}: {problem}.", name=name,
+                                       problem=problem))
         key = fold(name)
         if key in seen:
             likeness = _likeness(seen[key], name)
-            raise UnsafeArchiveError(f"Paths {seen[key]!r} and {name!r} {likeness}")
+            raise UnsafeArchiveError(_("Paths {first!r} and {second!r} {likeness}",
+                                       first=seen[key], second=name, likeness=likeness))
         seen[key] = name
         result.append(name)
     _check_file_dir_clash(seen)
@@ -161,5 +165,6 @@ def _check_file_dir_clash(folded: dict[str, str]) -> None:
             parent = "/".join(parts[:i])
             if parent in folded:
                 raise UnsafeArchiveError(
-                    f"{folded[parent]!r} is a file and also the folder of {name!r}."
+                    _("{file!r} is a file and also the folder of {name!r}.",
+                      file=folded[parent], name=name)
                 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from updater.core.builds import Member, RemoteBuild, RepositoryView
 from updater.core.errors import PlanError, UnsafeArchiveError
+from updater.core.i18n import _
 from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold, path_problem
 
 
@@ -54,7 +55,7 @@ def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
         if build.previous != expected:
             raise PlanError(
                 _gap_message(installed, build, expected, known),
-                hint="Please contact the vendor's support.",
+                hint=_("Please contact the vendor's support."),
             )
         expected = build.build
     return UpdatePlan(installed=installed, builds=pending)
@@ -62,14 +63,16 @@ def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
 
 def _gap_message(installed: int, build: RemoteBuild, expected: int | None, known: list[int]) -> str:
     if expected == installed and installed not in known:
-        return (
-            f"The installed build {installed} is not one the update server knows "
-            f"(it offers builds {known[0]} to {known[-1]}); it cannot be updated over the "
-            "Internet. Install a current full version first."
+        return _(
+            "The installed build {installed} is not one the update server knows "
+            "(it offers builds {first} to {last}); it cannot be updated over the "
+            "Internet. Install a current full version first.",
+            installed=installed, first=known[0], last=known[-1],
         )
-    return (
-        f"Build {build.build} was made for build {build.previous}, not for {expected}; "
-        "the builds on the server do not form an unbroken chain."
+    return _(
+        "Build {build} was made for build {previous}, not for {expected}; "
+        "the builds on the server do not form an unbroken chain.",
+        build=build.build, previous=build.previous, expected=expected,
     )
 
 
@@ -86,16 +89,17 @@ def check_package(build: RemoteBuild, members: Sequence[Member]) -> tuple[str, .
     for member in members:
         if member.is_link or not member.is_file:
             raise UnsafeArchiveError(
-                f"Package {build.build} holds {member.name!r}, which is not "
-                "a regular file (link or folder entry)."
+                _("Package {build} holds {name!r}, which is not "
+                  "a regular file (link or folder entry).", build=build.build, name=member.name)
             )
     names = check_member_names(m.name for m in members)
     check_writable_paths(build.build, names)
     declared = sum(m.size for m in members)
     if declared > build.unpacked_size:
         raise UnsafeArchiveError(
-            f"Package {build.build} declares {declared} bytes, more than "
-            f"its signed unpacked size {build.unpacked_size}."
+            _("Package {build} declares {declared} bytes, more than "
+              "its signed unpacked size {size}.", build=build.build, declared=declared,
+              size=build.unpacked_size)
         )
     return tuple(names)
 
@@ -109,15 +113,16 @@ def check_writable_paths(build: int, paths: Iterable[str]) -> None:
     for path in paths:
         problem = path_problem(path)
         if problem:
-            raise UnsafeArchiveError(f"Build {build} names the unsafe path {path!r}: {problem}.")
+            raise UnsafeArchiveError(_("Build {build} names the unsafe path {path!r}: {problem}.",
+                                       build=build, path=path, problem=problem))
         if fold(path) == fold(BUILD_FILE):
             raise UnsafeArchiveError(
-                f"Build {build} would write {BUILD_FILE}, which only the "
-                "updater writes, after a build is complete."
+                _("Build {build} would write {file}, which only the "
+                  "updater writes, after a build is complete.", build=build, file=BUILD_FILE)
             )
         folder = excluded_dir_of(path)
         if folder is not None:
             raise UnsafeArchiveError(
-                f"Build {build} would change {path!r} in {folder}/, a customer-data folder the "
-                "update never writes."
+                _("Build {build} would change {path!r} in {folder}/, a customer-data folder the "
+                  "update never writes.", build=build, path=path, folder=folder)
             )

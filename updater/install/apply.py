@@ -15,6 +15,7 @@ from pathlib import Path
 
 from updater.core.builds import RemoteBuild
 from updater.core.errors import OpusiError, PackageVerificationError, error_from_os
+from updater.core.i18n import _
 from updater.core.manifest import FileEntry
 from updater.core.paths import BUILD_FILE, fold
 from updater.core.plan import check_package, check_writable_paths
@@ -47,8 +48,9 @@ def package_names(
             entry = manifest.get(member.name)
             if entry is None or entry.size != member.size:
                 raise PackageVerificationError(
-                    f"Package {build.build} holds {member.name!r} ({member.size} bytes), which "
-                    "is not a file of that size in the build's signed manifest."
+                    _("Package {build} holds {name!r} ({size} bytes), which "
+                      "is not a file of that size in the build's signed manifest.",
+                      build=build.build, name=member.name, size=member.size)
                 )
     return names
 
@@ -75,17 +77,19 @@ def stage_build(
     try:
         staged = package.extract_to(pkg, staging, build.unpacked_size, flat=True)
     except OSError as e:  # disk full or not writable while unpacking: the product's error
+        folder = e.filename or staging
         raise error_from_os(
-            e, f"unpack build {build.build} into {e.filename or staging}") from e
+            e, _("unpack build {build} into {folder}", build=build.build, folder=folder)) from e
     if set(staged) != set(names):
         raise PackageVerificationError(
-            f"Package {build.build} unpacked to other files than it lists."
+            _("Package {build} unpacked to other files than it lists.", build=build.build)
         )
     for name in names:  # sizes and hashes taken while the files were written
         entry, written = manifest.get(name), staged[name]
         if entry is None or written.size != entry.size or written.sha256 != entry.sha256:
             raise PackageVerificationError(
-                f"{name} of build {build.build} does not match the build's signed manifest."
+                _("{name} of build {build} does not match the build's signed manifest.",
+                  name=name, build=build.build)
             )
     return {name: staged[name].path for name in names}
 
@@ -124,7 +128,8 @@ def install_build(
         raise
     except OSError as e:
         where = e.filename2 or e.filename or install  # a replace's target, not its staged file
-        raise error_from_os(e, f"put the files of build {build.build} in place ({where})") from e
+        raise error_from_os(e, _("put the files of build {build} in place ({where})",
+                                 build=build.build, where=where)) from e
     log.info(
         "build %d applied: %d files written, %d deleted",
         build.build,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from updater.core.errors import RestoreFailedError, error_from_os
+from updater.core.i18n import _
 from updater.core.paths import JOURNAL_FILE
 from updater.shared import fileops
 
@@ -68,7 +69,7 @@ def write_journal(install: Path, journal: Journal) -> None:
         fileops.makedirs(path.parent)
         fileops.write_atomic(path, json.dumps(asdict(journal), indent=1).encode())
     except OSError as e:
-        raise error_from_os(e, f"write the update journal {path}") from e
+        raise error_from_os(e, _("write the update journal {path}", path=path)) from e
 
 
 def read_journal(install: Path) -> Journal | None:
@@ -92,9 +93,10 @@ def read_journal(install: Path) -> Journal | None:
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RestoreFailedError(
-            f"The journal of an interrupted update ({path}) cannot be read: {e}.",
-            hint="Restore the newest backup in Database/SystemFiles/Backups by hand with "
-            "'opusi-INSTALLUpdate --restore <zip>'.",
+            _("The journal of an interrupted update ({path}) cannot be read: {e}.", path=path,
+              e=e),
+            hint=_("Restore the newest backup in Database/SystemFiles/Backups by hand with "
+                   "'opusi-INSTALLUpdate --restore <zip>'."),
         ) from e
 
 
@@ -110,4 +112,4 @@ def clear_journal(install: Path) -> None:
         fileops.unlink(path)
         fileops.sync_dir(path.parent)
     except OSError as e:
-        raise error_from_os(e, f"remove the update journal {path}") from e
+        raise error_from_os(e, _("remove the update journal {path}", path=path)) from e

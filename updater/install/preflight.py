@@ -27,6 +27,7 @@ from updater.core.errors import (
     RemoteInstallError,
     error_from_os,
 )
+from updater.core.i18n import _
 from updater.core.paths import WORK_DIR
 from updater.shared import fileops
 from updater.shared.system import free_bytes, network_location, process_alive
@@ -53,10 +54,10 @@ def wait_for_exit(pid: int, timeout: float, poll: float = 0.2) -> None:
     while process_alive(pid):
         if time.monotonic() >= deadline:
             raise HostStillRunningError(
-                f"The program to be updated (process {pid}) was still running after "
-                f"{timeout:.0f} seconds of waiting.",
-                hint="Close the program (on a server: the clients on all workstations too) "
-                "and start the update again.",
+                _("The program to be updated (process {pid}) was still running after "
+                  "{seconds:.0f} seconds of waiting.", pid=pid, seconds=timeout),
+                hint=_("Close the program (on a server: the clients on all workstations too) "
+                       "and start the update again."),
                 safe=NOTHING_CHANGED,
             )
         time.sleep(poll)
@@ -86,12 +87,12 @@ def install_lock(install: Path) -> Iterator[None]:
         lock.acquire()
     except filelock.Timeout as e:
         raise AlreadyRunningError(
-            f"Another update is running on this installation ({install}).",
-            hint="Wait for it to finish, then start the update again if needed.",
+            _("Another update is running on this installation ({install}).", install=install),
+            hint=_("Wait for it to finish, then start the update again if needed."),
             safe=NOTHING_CHANGED,
         ) from e
     except OSError as e:
-        raise error_from_os(e, f"create the update lock in {folder}").keeping(
+        raise error_from_os(e, _("create the update lock in {folder}", folder=folder)).keeping(
             NOTHING_CHANGED) from e
     try:
         yield
@@ -113,19 +114,23 @@ def check_space(install: Path, needed: int) -> None:
     try:
         free = free_bytes(install)
     except OSError as e:
+        reason = e.strerror or e
         raise ConfigError(
-            f"Cannot read the free space of the drive of {install}: {e.strerror or e}.",
+            _("Cannot read the free space of the drive of {install}: {reason}.",
+              install=install, reason=reason),
             safe=NOTHING_CHANGED,
-            hint="Check that the installation folder is reachable.",
+            hint=_("Check that the installation folder is reachable."),
         ) from e
     log.info("Free space on the install's drive: %d bytes, needed: %d", free, needed)
     if free < needed:
         needed_mb, free_mb = -(-needed // _MB), free // _MB
+        missing_mb = needed_mb - free_mb
         raise DiskSpaceError(
-            f"The update needs {needed_mb} MB of free space on the drive of {install}, "
-            f"but only {free_mb} MB are free.",
-            hint=f"Free at least {needed_mb - free_mb} MB on that drive (for instance old "
-            "backups in Database/SystemFiles/Backups) and start the update again.",
+            _("The update needs {needed} MB of free space on the drive of {install}, "
+              "but only {free} MB are free.", needed=needed_mb, install=install, free=free_mb),
+            hint=_("Free at least {missing} MB on that drive (for instance old "
+                   "backups in Database/SystemFiles/Backups) and start the update again.",
+                   missing=missing_mb),
             safe=NOTHING_CHANGED,
         )
 
@@ -148,7 +153,8 @@ def check_writable(install: Path, folders: Iterable[Path]) -> None:
         try:
             _write_probe(target / f".opusi-write-probe-{os.getpid()}")
         except OSError as e:
-            raise error_from_os(e, f"write a test file into the folder {target}").keeping(
+            doing = _("write a test file into the folder {folder}", folder=target)
+            raise error_from_os(e, doing).keeping(
                 NOTHING_CHANGED) from e
 
 
@@ -183,8 +189,10 @@ def check_local(install: Path, allow_remote: bool) -> None:
         log.warning("Installation %s is on %s; updating anyway (--allow-remote)", install, where)
         return
     raise RemoteInstallError(
-        f"The installation {install} is on {where}.",
-        hint="The update belongs on the server itself: run opusi-INSTALLUpdate.exe there, "
-        "or pass --allow-remote to update over the network anyway.",
+        # Translators: {where} is "the network share ...", "the network drive Z:" or "a network
+        # file system (nfs4 at /mnt/opus)"
+        _("The installation {install} is on {where}.", install=install, where=where),
+        hint=_("The update belongs on the server itself: run opusi-INSTALLUpdate.exe there, "
+               "or pass --allow-remote to update over the network anyway."),
         safe=NOTHING_CHANGED,
     )

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from updater.core.errors import OpusiError, RestoreFailedError, UpdateRestoredError
+from updater.core.i18n import Text, _
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, WORK_DIR
 from updater.install import journal, preflight
 from updater.install.backup.restore import restore_full, restore_paths
@@ -50,11 +51,12 @@ def undo(install: Path, record: journal.Journal, saved: Backup, what: str) -> No
         write_history(install, record.from_build, record.from_build, "RESTORE FAILED")
         detail = e.message if isinstance(e, OpusiError) else str(e)
         raise RestoreFailedError(
-            f"{what}, and restoring the backup failed: {detail}",
-            safe=f"The backup {saved.path.name} is kept, and so is the update journal: the next "
-            "start of the updater tries the restore again.",
-            hint=f'Restore by hand: opusi-INSTALLUpdate --restore "{saved.path}". '
-            "Please contact the vendor's support.",
+            # Translators: {what} is what failed first ("The update to build 1155 failed ...")
+            _("{what}, and restoring the backup failed: {detail}", what=what, detail=detail),
+            safe=_("The backup {backup} is kept, and so is the update journal: the next "
+                   "start of the updater tries the restore again.", backup=saved.path.name),
+            hint=_('Restore by hand: opusi-INSTALLUpdate --restore "{path}". '
+                   "Please contact the vendor's support.", path=saved.path),
         ) from e
 
 
@@ -71,25 +73,45 @@ def recover(install: Path, reporter: Reporter) -> int | None:
     if record is None:
         return None
     reporter.message(
-        f"An earlier update was interrupted; restoring build {record.from_build} "
-        f"from {record.backup} ..."
+        _("An earlier update was interrupted; restoring build {build} from {backup} ...",
+          build=record.from_build, backup=record.backup)
     )
     zip_path = install / BACKUP_DIR / record.backup
     if not zip_path.is_file():
         raise RestoreFailedError(
-            f"An interrupted update must be undone, but its backup {zip_path} is missing.",
-            hint="Please contact the vendor's support.",
+            _("An interrupted update must be undone, but its backup {zip} is missing.",
+              zip=zip_path),
+            hint=_("Please contact the vendor's support."),
         )
     saved = Backup(path=zip_path, build=record.from_build, files=0, size=0)
-    undo(install, record, saved, "An interrupted update had to be undone")
+    undo(install, record, saved, _("An interrupted update had to be undone"))
     write_history(install, record.from_build, record.from_build, "recovered")
     return record.from_build
 
 
 def recovered_safe(build: int) -> str:
     """What a run that recovered an interrupted update and then failed kept safe."""
-    return (f"An interrupted earlier update was rolled back from its backup first: the install "
-            f"is at build {build} again. Apart from that, nothing was changed.")
+    return _("An interrupted earlier update was rolled back from its backup first: the install "
+             "is at build {build} again. Apart from that, nothing was changed.", build=build)
+
+
+def _failed(build: int, error: BaseException, *, clause: bool = False) -> Text:
+    """The message of a failed update: "The update to build 1155 failed (error 14): ...".
+
+    With ``clause``, without its closing period, to be continued; the error's own words then
+    stay English when they end with a period (a translated text cannot drop it).
+    """
+    detail: str = (error.message if isinstance(error, OpusiError)
+                   else f"{type(error).__name__}: {error}")
+    if clause and detail.endswith("."):
+        detail = str(detail).rstrip(".")
+    if isinstance(error, OpusiError):
+        return _("The update to build {build} failed (error {code}): {detail}", build=build,
+                 code=error.exit_code, detail=detail)
+    if isinstance(error, KeyboardInterrupt):  # Ctrl+C, or Cancel in the window
+        return _("The update to build {build} was cancelled while it was being applied.",
+                 build=build)
+    return _("The update to build {build} failed: {detail}", build=build, detail=detail)
 
 
 def restore_after_failure(install: Path, saved: Backup, record: journal.Journal,
@@ -101,21 +123,19 @@ def restore_after_failure(install: Path, saved: Backup, record: journal.Journal,
     """
     log.error("update failed (%s: %s); restoring the backup %s",
               type(error).__name__, error, saved.path)
-    reporter.message(f"The update failed; restoring the backup {saved.path.name} ...")
+    reporter.message(_("The update failed; restoring the backup {backup} ...",
+                       backup=saved.path.name))
     try:  # the staged files are useless now; on a full disk, the restore needs their space
         fileops.rmtree(install / WORK_DIR / "staging")
     except (OpusiError, OSError) as e:
         log.warning("cannot remove the staging folder before restoring: %s", e)
-    detail = error.message if isinstance(error, OpusiError) else f"{type(error).__name__}: {error}"
-    code = f" (error {error.exit_code})" if isinstance(error, OpusiError) else ""
-    failed = f"The update to build {record.to_build} failed{code}: {detail}"
-    undo(install, record, saved, failed.rstrip("."))
+    undo(install, record, saved, _failed(record.to_build, error, clause=True))
     write_history(install, record.from_build, record.from_build, "restored")
     return UpdateRestoredError(
-        failed,
-        safe=f"The installation was restored to build {record.from_build} from "
-        f"{saved.path.name}; nothing is lost.",
-        hint="Start the update again later or contact the vendor's support.",
+        _failed(record.to_build, error),
+        safe=_("The installation was restored to build {build} from {backup}; nothing is lost.",
+               build=record.from_build, backup=saved.path.name),
+        hint=_("Start the update again later or contact the vendor's support."),
     )
 
 

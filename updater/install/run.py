@@ -23,6 +23,7 @@ from updater.core.errors import (
     RestoreFailedError,
     UpdateRestoredError,
 )
+from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, WORK_DIR
 from updater.core.plan import UpdatePlan, make_plan
 from updater.install import apply, journal, preflight, recovery
@@ -120,7 +121,8 @@ def run_update(
     try:
         preflight.check_local(install, request.allow_remote)
         if request.wait_pid:
-            reporter.message(f"Waiting for the program (process {request.wait_pid}) to exit ...")
+            reporter.message(_("Waiting for the program (process {pid}) to exit ...",
+                               pid=request.wait_pid))
             preflight.wait_for_exit(request.wait_pid, request.wait_seconds)
         return _locked_run(request, reporter, confirm, started)
     except OpusiError as e:

@@ -48,8 +48,8 @@ def read_ini(path: Path) -> IniSettings:
         settings = parse_update_ini(decode_ini(data).text, str(path))
     except (OSError, ValueError) as e:
         raise ConfigError(
-            f"The configuration {path} cannot be read: {e}.",
-            hint="Fix or restore update.ini.",
+            _("The configuration {path} cannot be read: {e}.", path=path, e=e),
+            hint=_("Fix or restore update.ini."),
         ) from e
     for warning in settings.warnings:
         log.warning("%s", warning)
@@ -64,23 +64,25 @@ def read_install(root: Path) -> Install:
     """
     if not root.is_dir():
         raise ConfigError(
-            f"The installation folder {root} does not exist.",
-            hint="Pass --install-dir with the opus i program folder.",
+            _("The installation folder {root} does not exist.", root=root),
+            hint=_("Pass --install-dir with the opus i program folder."),
         )
     build_file = root / BUILD_FILE
     try:
         text = build_file.read_text("ascii").strip()
     except FileNotFoundError as e:
         raise ConfigError(
-            f"{root} is not an opus i installation: {BUILD_FILE} is missing.",
-            hint="Pass --install-dir with the opus i program folder.",
+            _("{root} is not an opus i installation: {file} is missing.", root=root,
+              file=BUILD_FILE),
+            hint=_("Pass --install-dir with the opus i program folder."),
         ) from e
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{build_file} cannot be read: {e}.") from e
+        raise ConfigError(_("{file} cannot be read: {e}.", file=build_file, e=e)) from e
     if not text.isdigit():
         raise ConfigError(
-            f"{build_file} does not hold a build number (found {text[:20]!r}).",
-            hint="Restore the file or the installation from a backup.",
+            _("{file} does not hold a build number (found {found!r}).", file=build_file,
+              found=text[:20]),
+            hint=_("Restore the file or the installation from a backup."),
         )
     return Install(root=root, build=int(text), ini=read_ini(root / CONFIG_FILE))
 
@@ -99,8 +101,8 @@ def find_install(explicit: Path | None) -> Path:
         if (candidate / BUILD_FILE).is_file() and (candidate / CONFIG_FILE).is_file():
             return candidate
     raise ConfigError(
-        f"No opus i installation found next to the updater ({start}).",
-        hint="Start it from the opus i program folder, or pass --install-dir.",
+        _("No opus i installation found next to the updater ({start}).", start=start),
+        hint=_("Start it from the opus i program folder, or pass --install-dir."),
     )
 
 
@@ -153,6 +155,7 @@ def trusted_root(path: Path | None) -> bytes:
         return importlib.resources.files("updater").joinpath(TRUSTED_ROOT_RESOURCE).read_bytes()
     except (OSError, FileNotFoundError) as e:
         raise ConfigError(
-            f"No trusted root metadata: {e}.",
-            hint="This updater was built without the vendor's root metadata; pass --trusted-root.",
+            _("No trusted root metadata: {e}.", e=e),
+            hint=_("This updater was built without the vendor's root metadata; pass "
+                   "--trusted-root."),
         ) from e

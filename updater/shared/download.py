@@ -15,6 +15,7 @@ from typing import Protocol
 
 from updater.core.builds import RemoteBuild, RemoteFile
 from updater.core.errors import PackageVerificationError, error_from_os
+from updater.core.i18n import _
 from updater.core.manifest import FileEntry, manifest_from_json
 from updater.shared import fileops
 from updater.shared.fsutil import sha256_file
@@ -66,7 +67,7 @@ def fetch_verified(
     try:
         fileops.unlink(dest)
     except OSError as e:
-        raise error_from_os(e, f"remove the old download {dest}") from e
+        raise error_from_os(e, _("remove the old download {dest}", dest=dest)) from e
     try:
         return fetcher.download_package(
             remote.url, dest, length=remote.length, sha256=remote.sha256, progress=progress
@@ -94,7 +95,7 @@ def download_builds(
     try:
         fileops.makedirs(folder)
     except OSError as e:
-        raise error_from_os(e, f"create the downloads folder {folder}") from e
+        raise error_from_os(e, _("create the downloads folder {folder}", folder=folder)) from e
     result = []
     for build in builds:
         manifest_path = fetch_verified(
@@ -104,7 +105,7 @@ def download_builds(
             manifest = manifest_from_json(manifest_path.read_bytes())
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PackageVerificationError(
-                f"The manifest of build {build.build} is invalid: {e}"
+                _("The manifest of build {build} is invalid: {e}", build=build.build, e=e)
             ) from e
         package = fetch_verified(fetcher, build.package, folder / f"{build.build}.7z", progress)
         result.append(DownloadedBuild(build=build, package=package, manifest=manifest))

@@ -16,6 +16,7 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient.fetcher import FetcherInterface
 
 from updater.core.errors import PackageVerificationError
+from updater.core.i18n import _
 from updater.shared import resume
 from updater.shared.fsutil import iter_file
 
@@ -52,6 +53,7 @@ class FolderFetcher(FetcherInterface):
         """
         source = self._path(url)
         if not source.is_file():
-            raise PackageVerificationError(f"The offline folder lacks {source.name}.")
+            raise PackageVerificationError(
+                _("The offline folder lacks {name}.", name=source.name))
         return resume.copy_verified(source, dest, url=url, length=length, sha256=sha256,
                                     progress=progress)

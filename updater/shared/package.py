@@ -34,6 +34,7 @@ from py7zr.io import Py7zIO, WriterFactory
 
 from updater.core.builds import Member
 from updater.core.errors import PackageVerificationError, UnsafeArchiveError
+from updater.core.i18n import _
 from updater.core.paths import path_problem
 from updater.shared import fileops
 
@@ -80,7 +81,8 @@ def list_members(path: Path) -> list[Member]:
         with py7zr.SevenZipFile(path, "r") as archive:
             infos = archive.list()
     except (*_READ_ERRORS, OSError) as e:
-        raise PackageVerificationError(f"Package {path.name} cannot be read: {e}") from e
+        raise PackageVerificationError(
+            _("Package {name} cannot be read: {e}", name=path.name, e=e)) from e
     return [
         Member(
             name=info.filename,
@@ -133,16 +135,19 @@ def extract_to(path: Path, dest: Path, max_size: int, *, flat: bool = False) -> 
             sink.finish()
         except py7zr.exceptions.DecompressionBombError as e:
             raise UnsafeArchiveError(
-                f"Package {path.name} unpacks to more than its declared {max_size} bytes."
+                _("Package {name} unpacks to more than its declared {size} bytes.",
+                  name=path.name, size=max_size)
             ) from e
         except py7zr.exceptions.CrcError as e:
             raise PackageVerificationError(
-                f"Package {path.name} failed its CRC check: {e}"
+                _("Package {name} failed its CRC check: {e}", name=path.name, e=e)
             ) from e
         except py7zr.exceptions.AbsolutePathError as e:
-            raise UnsafeArchiveError(f"Package {path.name} holds an absolute path: {e}") from e
+            raise UnsafeArchiveError(
+                _("Package {name} holds an absolute path: {e}", name=path.name, e=e)) from e
         except _READ_ERRORS as e:
-            raise PackageVerificationError(f"Package {path.name} is corrupt: {e}") from e
+            raise PackageVerificationError(
+                _("Package {name} is corrupt: {e}", name=path.name, e=e)) from e
         finally:
             factory.close_all()
     return factory.staged
@@ -274,7 +279,8 @@ class _StagingWriters(WriterFactory):
     def create(self, filename: str) -> Py7zIO:
         problem = path_problem(filename)  # checked before extraction too; py7zr named it so
         if problem:
-            raise UnsafeArchiveError(f"Package member {filename!r}: {problem}.")
+            raise UnsafeArchiveError(
+                _("Package member {name!r}: {problem}.", name=filename, problem=problem))
         target = self._dest / (f"{len(self._files):06d}" if self._flat else filename)  # n-th
         if target.parent not in self._folders:  # made here, before a lane opens a file in it
             fileops.makedirs(target.parent)

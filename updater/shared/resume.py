@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from updater.core.errors import PackageVerificationError, error_from_os
+from updater.core.i18n import _
 from updater.shared import fileops
 from updater.shared.fsutil import iter_file, sha256_of
 
@@ -64,7 +65,7 @@ def download(source: Source, url: str, dest: Path, *, length: int, sha256: str,
         fileops.replace(part, dest)
         _PartState(part, 0, None).forget()
     except OSError as e:
-        raise error_from_os(e, f"write the download {part}") from e
+        raise error_from_os(e, _("write the download {part}", part=part)) from e
     return dest
 
 
@@ -116,7 +117,8 @@ def _write_body(source: Source, response: Any, url: str, state: _PartState, leng
                 size += received
                 if size > length:
                     raise PackageVerificationError(
-                        f"The server sent more than the signed {length} bytes of {url}."
+                        _("The server sent more than the signed {length} bytes of {url}.",
+                          length=length, url=url)
                     )
                 fileops.write_chunks(handle, batch)  # no joining: one copy less per byte
                 hasher.update(batch)
@@ -148,7 +150,7 @@ def copy_verified(source: Path, dest: Path, *, url: str, length: int, sha256: st
         _verify_file(part, length, sha256, url, digest)
         fileops.replace(part, dest)
     except OSError as e:
-        raise error_from_os(e, f"write the download {part}") from e
+        raise error_from_os(e, _("write the download {part}", part=part)) from e
     return dest
 
 
@@ -273,6 +275,7 @@ def _verify_file(
         fileops.unlink(path)
         fileops.unlink(_meta_of(path))
         raise PackageVerificationError(
-            f"{url} does not match its signed length and hash "
-            f"({size} bytes received, {length} expected); it was discarded."
+            _("{url} does not match its signed length and hash "
+              "({size} bytes received, {length} expected); it was discarded.",
+              url=url, size=size, length=length)
         )

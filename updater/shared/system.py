@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from updater.core.i18n import _
+
 #: File system types reached over the network (``/proc/self/mountinfo`` spelling).
 REMOTE_FSTYPES = frozenset(
     {
@@ -151,7 +153,8 @@ def network_location(path: Path) -> str | None:
     match = mount_for(str(path.resolve()), mounts)
     if match is None or match[1] not in REMOTE_FSTYPES:
         return None
-    return f"a network file system ({match[1]} at {match[0]})"
+    # Translators: completes "The installation {install} is on"
+    return _("a network file system ({kind} at {mount})", kind=match[1], mount=match[0])
 
 
 def _windows_network_location(path: Path) -> str | None:  # pragma: no cover
@@ -161,10 +164,10 @@ def _windows_network_location(path: Path) -> str | None:  # pragma: no cover
     for candidate in candidates:
         share = unc_share_of(str(candidate))
         if share:
-            return f"the network share {share}"
+            return _("the network share {share}", share=share)
         drive = candidate.drive
         if sys.platform == "win32" and drive and _windows_drive_is_remote(drive):
-            return f"the network drive {drive}"
+            return _("the network drive {drive}", drive=drive)
     return None
 
 

@@ -274,7 +274,8 @@ def _status_error(
         )
     if status in (403, 404):
         return tuf_exceptions.DownloadHTTPError(f"HTTP {status} for {url}", status)
-    return ServerResponseError(f"The update server answered HTTP {status} for {url}.")
+    return ServerResponseError(
+        _("The update server answered HTTP {status} for {url}.", status=status, url=url))
 
 
 _PROXY_CREDENTIALS_HINT = _("Check the proxy user and password in update.ini or the proxy "

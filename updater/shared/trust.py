@@ -29,6 +29,7 @@ from updater.core.errors import (
     UntrustedMetadataError,
     error_from_os,
 )
+from updater.core.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -42,41 +43,49 @@ def tuf_errors() -> Iterator[None]:
         raise
     except tuf_exceptions.ExpiredMetadataError as e:
         raise UntrustedMetadataError(
-            f"The update server's signed metadata has expired ({e}).",
-            hint="This protects against a replayed, outdated server; "
-            "please tell the vendor.",
+            _("The update server's signed metadata has expired ({e}).", e=e),
+            hint=_("This protects against a replayed, outdated server; "
+                   "please tell the vendor."),
         ) from e
     except tuf_exceptions.DownloadLengthMismatchError as e:
-        raise UntrustedMetadataError(f"The server sent more metadata than allowed ({e}).") from e
+        raise UntrustedMetadataError(
+            _("The server sent more metadata than allowed ({e}).", e=e)) from e
     except tuf_exceptions.RepositoryError as e:
         raise UntrustedMetadataError(
-            f"The update server's metadata failed verification ({type(e).__name__}: {e}).",
-            hint="The update is not trustworthy; please tell the vendor.",
+            _("The update server's metadata failed verification ({kind}: {e}).",
+              kind=type(e).__name__, e=e),
+            hint=_("The update is not trustworthy; please tell the vendor."),
         ) from e
     except tuf_exceptions.SlowRetrievalError as e:
-        raise ConnectionFailedError(f"The update server answered too slowly ({e}).") from e
+        raise ConnectionFailedError(
+            _("The update server answered too slowly ({e}).", e=e)) from e
     except tuf_exceptions.DownloadHTTPError as e:
         if e.status_code == 403:  # no license answer: a proxy or firewall refused the way
             raise ConnectionFailedError(
-                f"Access to the update server was refused (HTTP 403, without the server's "
-                f"license answer): {e}.",
-                hint="If a proxy is used, check that it allows this computer to reach the "
-                "update server.",
+                _("Access to the update server was refused (HTTP 403, without the server's "
+                  "license answer): {e}.", e=e),
+                hint=_("If a proxy is used, check that it allows this computer to reach the "
+                       "update server."),
             ) from e
         if "timestamp.json" not in str(e):  # the signed metadata names what is missing
             raise ServerResponseError(
-                f"The update server lacks metadata its own signed metadata names ({e}).",
-                hint="The server's repository is incomplete or being "
-                "tampered with; please tell the vendor.",
+                _("The update server lacks metadata its own signed metadata names ({e}).", e=e),
+                hint=_("The server's repository is incomplete or being "
+                       "tampered with; please tell the vendor."),
             ) from e
         raise ServerResponseError(
-            f"The update server has no update repository at this address (HTTP {e.status_code}).",
-            hint="Check the server address in update.ini.",
+            _("The update server has no update repository at this address (HTTP {status}).",
+              status=e.status_code),
+            hint=_("Check the server address in update.ini."),
         ) from e
     except tuf_exceptions.DownloadError as e:
-        raise ConnectionFailedError(f"Download from the update server failed: {e}.") from e
+        raise ConnectionFailedError(
+            _("Download from the update server failed: {e}.", e=e)) from e
     except OSError as e:
-        raise error_from_os(e, f"keep the update metadata in {e.filename or 'its folder'}") from e
+        # Translators: stands for a path in "keep the update metadata in {folder}"
+        folder = e.filename or _("its folder")
+        # Translators: completes "could not" (what failed, in an error message)
+        raise error_from_os(e, _("keep the update metadata in {folder}", folder=folder)) from e
 
 
 def read_view(
@@ -112,7 +121,7 @@ def read_view(
         # from there (its public API offers lookups by name, not a listing).
         targets = Metadata.from_file(str(cache_dir / "targets.json")).signed
     if not isinstance(targets, Targets):
-        raise UntrustedMetadataError("The cached targets metadata is not of type targets.")
+        raise UntrustedMetadataError(_("The cached targets metadata is not of type targets."))
     return _describe(base, targets.targets)
 
 
@@ -121,5 +130,6 @@ def _describe(base: str, targets: dict[str, TargetFile]) -> RepositoryView:
               for name, t in targets.items()}
     try:
         return describe_targets(base, signed)
-    except SchemaError as e:
-        raise UntrustedMetadataError(str(e)) from e
+    except SchemaError as e:  # its message is marked for the catalog: keep it, not str(e)
+        message = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+        raise UntrustedMetadataError(message) from e

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from updater.core.errors import OpusiError, RestoreFailedError
+from updater.core.i18n import Text, _
 from updater.core.paths import check_member_names, fold, is_excluded, path_problem
 from updater.install.backup import deflate
 from updater.install.backup.store import (
@@ -102,11 +103,12 @@ def restore_full(zip_path: Path, install: Path) -> Backup:
 def _checked_paths(paths: Iterable[str], zip_path: Path) -> list[str]:
     wanted = list(dict.fromkeys(paths))
     for rel in wanted:
-        problem = path_problem(rel) or ("customer-data folder" if is_excluded(rel) else None)
+        problem = path_problem(rel) or (_("customer-data folder") if is_excluded(rel) else None)
         if problem:
             raise RestoreFailedError(
-                f"Refusing to restore {rel!r} from {zip_path}: {problem}. Nothing was restored.",
-                hint=_ADMIN_HINT.format(zip=zip_path),
+                _("Refusing to restore {path!r} from {zip}: {problem}. Nothing was restored.",
+                  path=rel, zip=zip_path, problem=problem),
+                hint=_admin_hint(zip_path),
             )
     return wanted
 
@@ -115,11 +117,13 @@ def _check_member_names(names: list[str], zip_path: Path) -> None:
     try:
         check_member_names(names)
     except OpusiError as e:
-        raise RestoreFailedError(f"{zip_path} cannot be restored: {e} Nothing was changed.") from e
+        raise RestoreFailedError(_("{zip} cannot be restored: {problem} Nothing was changed.",
+                                   zip=zip_path, problem=e.message)) from e
     for name in names:
         if is_excluded(name):
-            raise RestoreFailedError(f"{zip_path} cannot be restored: it holds {name!r} from a "
-                                     "customer-data folder. Nothing was changed.")
+            raise RestoreFailedError(_("{zip} cannot be restored: it holds {name!r} from a "
+                                       "customer-data folder. Nothing was changed.",
+                                       zip=zip_path, name=name))
 
 
 def _folders_of(infos: Iterable[zipfile.ZipInfo]) -> set[str]:
@@ -236,24 +240,26 @@ def _verify(install: Path, zip_path: Path, paths: Iterable[str],
         if not ok:
             wrong.append(rel)
     if wrong:
+        files = ", ".join(wrong[:5]) + (" ..." if len(wrong) > 5 else "")
         raise RestoreFailedError(
-            f"After restoring from {zip_path}, {len(wrong)} file(s) still differ from the backup: "
-            + ", ".join(wrong[:5]) + (" ..." if len(wrong) > 5 else "") + ".",
-            hint=_ADMIN_HINT.format(zip=zip_path),
+            _("After restoring from {zip}, {count} file(s) still differ from the backup: "
+              "{files}.", zip=zip_path, count=len(wrong), files=files),
+            hint=_admin_hint(zip_path),
         )
 
 
-_ADMIN_HINT = (
-    "The backup is kept. Close every program using the installation, then restore by hand: "
-    'opusi-INSTALLUpdate --restore "{zip}".'
-)
+def _admin_hint(zip_path: Path) -> Text:
+    return _("The backup is kept. Close every program using the installation, then restore by "
+             'hand: opusi-INSTALLUpdate --restore "{zip}".', zip=zip_path)
 
 
 def _restore_error(zip_path: Path, error: BaseException) -> RestoreFailedError:
     if isinstance(error, BadBackup):
-        what = f"the backup {zip_path} is {error}"
-        hint = "Restore the installation from another backup or reinstall the program."
+        # Translators: {problem} says why ("unreadable or damaged (...)")
+        what = _("the backup {zip} is {problem}", zip=zip_path, problem=error.message)
+        hint = _("Restore the installation from another backup or reinstall the program.")
     else:
-        what = f"restoring from the backup {zip_path} failed: {error}"
-        hint = _ADMIN_HINT.format(zip=zip_path)
-    return RestoreFailedError(f"The installation may be partly restored: {what}.", hint=hint)
+        what = _("restoring from the backup {zip} failed: {e}", zip=zip_path, e=error)
+        hint = _admin_hint(zip_path)
+    return RestoreFailedError(_("The installation may be partly restored: {what}.", what=what),
+                              hint=hint)

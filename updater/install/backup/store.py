@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from updater.core.errors import error_from_os
+from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR, is_excluded
 from updater.install.backup import deflate
 from updater.shared import fileops
@@ -83,7 +84,14 @@ class Backup:
 
 
 class BadBackup(Exception):
-    """A zip that is not a usable backup (internal: callers ignore it or re-raise their own)."""
+    """A zip that is not a usable backup (internal: callers ignore it or re-raise their own).
+
+    ``message`` says why, marked for the catalog (the callers' errors show it translated).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class Stopped(Exception):
@@ -197,7 +205,7 @@ def read_backup(path: Path) -> Contents:
         with zipfile.ZipFile(path) as zf:
             comment = zf.comment
     except ZIP_ERRORS as e:
-        raise BadBackup(f"unreadable or damaged ({e})") from e
+        raise BadBackup(_("unreadable or damaged ({e})", e=e)) from e
     return _check_parts(part_paths(path, _meta(comment)[1]))
 
 
@@ -207,11 +215,12 @@ def _meta(comment: bytes) -> tuple[int, int, int | None]:
         meta = json.loads(comment)
         build, parts, files = meta["build"], meta.get("parts", 1), meta.get("files")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise BadBackup("no build number in its comment: not made by the updater") from e
+        raise BadBackup(_("no build number in its comment: not made by the updater")) from e
     if not isinstance(build, int):
-        raise BadBackup("no build number in its comment: not made by the updater")
+        raise BadBackup(_("no build number in its comment: not made by the updater"))
     if not isinstance(parts, int) or not 1 <= parts <= _PARTS_LIMIT:
-        raise BadBackup(f"a comment that claims {parts!r} parts: not made by the updater")
+        raise BadBackup(_("a comment that claims {parts!r} parts: not made by the updater",
+                          parts=parts))
     return build, parts, files if isinstance(files, int) else None
 
 
@@ -233,7 +242,8 @@ def contents_of(paths: list[Path], checked: list[Checked]) -> Contents:
     build, parts, files = _meta(checked[0][0])
     infos = [i for _, part_infos in checked for i in part_infos]
     if parts != len(paths) or files not in (None, len(infos)):
-        raise BadBackup(f"its {len(paths)} part(s) do not hold the {files} files it names")
+        raise BadBackup(_("its {count} part(s) do not hold the {files} files it names",
+                          count=len(paths), files=files))
     backup = Backup(paths[0], build, len(infos), sum(i.file_size for i in infos))
     return Contents(backup, [(p, part_infos) for p, (_, part_infos) in zip(paths, checked,
                                                                             strict=True)])
@@ -254,9 +264,10 @@ def check_part(path: Path) -> Checked:
         with zipfile.ZipFile(path) as zf:
             bad, infos, comment = zf.testzip(), zf.infolist(), zf.comment
     except ZIP_ERRORS as e:
-        raise BadBackup(f"unreadable or damaged ({e})") from e
+        raise BadBackup(_("unreadable or damaged ({e})", e=e)) from e
     if bad is not None:
-        raise BadBackup(f"member {bad!r} of {path.name} fails its CRC check")
+        raise BadBackup(_("member {member!r} of {name} fails its CRC check", member=bad,
+                          name=path.name))
     return comment, infos
 
 
@@ -287,7 +298,7 @@ def find_current_backup(install: Path, build: int) -> Backup | None:
     try:
         current = fingerprint(install_files(install))
     except OSError as e:
-        raise error_from_os(e, "read the installation's files") from e
+        raise error_from_os(e, _("read the installation's files")) from e
     for path, named_build in backups_in(install):
         if named_build != build:
             continue

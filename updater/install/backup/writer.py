@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from updater.core.errors import NOTHING_CHANGED, DiskError, OpusiError, error_from_os
+from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR
 from updater.install.backup import deflate
 from updater.install.backup.store import (
@@ -97,8 +98,8 @@ def create_backup(install: Path, build: int, progress: Progress | None = None) -
         for path in tmps + ([] if complete else placed):
             discard(path)
         if isinstance(e, OSError):
-            raise error_from_os(e, f"write the backup in {folder}").keeping(
-                f"{NOTHING_CHANGED} The incomplete backup was removed.") from e
+            raise error_from_os(e, _("write the backup in {folder}", folder=folder)).keeping(
+                _("Nothing was changed. The incomplete backup was removed.")) from e
         if isinstance(e, OpusiError):
             e.keeping(NOTHING_CHANGED)
         raise
@@ -264,14 +265,14 @@ def _verified(tmps: list[Path], names: list[list[str]], checked: list[Checked]) 
     except BadBackup as e:
         raise _check_failed(e) from e
     if [[i.filename for i in infos] for _, infos in contents.parts] != names:
-        raise DiskError("The new backup does not hold the files it should.",
-                        hint="Start the update again.")
+        raise DiskError(_("The new backup does not hold the files it should."),
+                        hint=_("Start the update again."))
     return contents.backup
 
 
 def _check_failed(error: BadBackup) -> DiskError:
-    return DiskError(f"The new backup failed its check: {error}.",
-                     hint="Check the disk for errors and start the update again.")
+    return DiskError(_("The new backup failed its check: {problem}.", problem=error.message),
+                     hint=_("Check the disk for errors and start the update again."))
 
 
 def _free_name(folder: Path, build: int, parts: int) -> Path:
