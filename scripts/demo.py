@@ -221,6 +221,8 @@ def play_host(install: Path, dist: Path) -> tuple[dict[str, object], float]:
     info = json.loads(start.stdout)
     host.wait()
     print("   host exited; the updater takes over")
+    if os.environ.get("DISPLAY"):
+        print("   the updater shows its window on this display: close it when it is done")
     pid = int(info["pid"])
     while system.process_alive(pid):
         time.sleep(0.2)
@@ -254,6 +256,10 @@ def summary(install: Path, data_before: dict[str, str], seconds: float) -> int:
     print(f"   customer data unchanged ({len(data_before)} files): {'yes' if same else 'NO'}")
     print(f"   time from approval to done: {seconds:.1f} s")
     ok = build == "1155" and same and tree_ok
+    if not os.environ.get("DISPLAY"):
+        print("   the updater's window: there is no display here, so it ran in text mode (its "
+              "output is in the download folder's updater-output.log); on a desktop, or with "
+              "'xvfb-run scripts/demo', it shows its window; LANG=de_DE.UTF-8 shows it in German")
     print("\nDemo " + ("succeeded." if ok else "FAILED."))
     return 0 if ok else 1
 
