@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Vendor, data_snapshot, make_install, program_files, vendor_files
+from tests.conftest import (
+    Frozen,
+    Vendor,
+    data_snapshot,
+    make_install,
+    program_files,
+    vendor_files,
+)
 from tests.support.crash import hook_env, read_ops
 from tests.support.xvfb import Display, xvfb
 from updater.core.paths import LOG_DIR
@@ -180,3 +187,25 @@ def test_errors_shown_in_the_window(display: Display, vendor: Vendor, server_url
     got, out, err = window.ends()
     assert got == code
     assert err.startswith(f"Fehler {code}:"), err
+
+
+@pytest.mark.frozen
+def test_the_frozen_updater_shows_its_window(display: Display, frozen: Frozen,
+                                             tmp_path: Path) -> None:
+    """The frozen program (Tk inside it), an empty environment plus DISPLAY and LANG: the
+    window opens, shows the update through to its end, and closes on Return."""
+    install = make_install(tmp_path / "opusi", frozen.vendor.trees[1147], 1147, frozen.url)
+    process = subprocess.Popen(
+        ["env", "-i", f"DISPLAY={display.name}", "LANG=de_DE.UTF-8", str(frozen.updater),
+         "--install-dir", str(install), "--gui", "--yes"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait("the frozen updater's window", lambda: "window: showing success" in _log(install)
+          or process.poll() is not None, 180)
+    assert process.poll() is None, process.communicate()
+    window = display.find(TITLE)
+    time.sleep(0.4)
+    display.screenshot(window, "frozen-fertig")
+    display.key(window, "Return")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert program_files(install) == vendor_files(frozen.vendor.trees[1155], 1155)

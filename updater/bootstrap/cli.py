@@ -16,9 +16,11 @@ from typing import Any
 
 from updater.bootstrap.api import check_for_updates, start_update
 from updater.bootstrap.policy import DEFAULT_MIN_BUILD, DEFAULT_MIN_BUILD_STARTUP
+from updater.core import i18n
 from updater.core.errors import OpusiError, RefusedByPolicyError, exit_code_for
-from updater.core.i18n import _, tr
-from updater.core.report import ArgumentParser, run_command
+from updater.core.i18n import _, choose_language, tr
+from updater.core.report import ArgumentParser, format_error, run_command
+from updater.shared import system
 
 
 def _parser() -> ArgumentParser:
@@ -88,11 +90,15 @@ def error_json(error: BaseException) -> dict[str, Any]:
         message, hint = error.message, error.hint
     else:
         message, hint = f"internal error ({type(error).__name__}: {error})", ""
+    # "message" and "hint" stay English (stable for the host); "localized" is as shown
     return {"status": "refused" if refused else "error", "code": exit_code_for(error),
-            "message": message, "hint": hint}
+            "message": str(message), "hint": str(hint),
+            "localized": format_error(error), "lang": i18n.language()}
 
 
 def _work(argv: Sequence[str]) -> int:
+    # the language of the help and the messages: the system's (the host passes none)
+    i18n.use(choose_language(None, None, system.ui_language()))
     try:
         args = _parser().parse_args(argv)
         root = logging.getLogger()
