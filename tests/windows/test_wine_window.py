@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import data_snapshot, make_install, program_files, vendor_files
-from tests.support.wine import kill_windows_processes, win_path, wine_env
+from tests.support.wine import kill_windows_processes, stop_wineserver, win_path, wine_env
 from tests.support.xvfb import Display, xvfb
 from tests.windows.conftest import NEW, OLD, Windows
 from updater.core.paths import LOG_DIR
@@ -55,6 +55,10 @@ def test_the_exe_shows_its_window_and_updates(windows: Windows, display: Display
     TDM_SET_PROGRESS_BAR_POS, TDM_SET_ELEMENT_TEXT; GetUserDefaultUILanguage."""
     install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url)
     data = data_snapshot(install)
+    # Wine's desktop belongs to the wineserver's session: one started by an earlier test
+    # without a display has no screen, and a dialog there ends at once (the updater then goes
+    # on without its window, as on a machine without a desktop). A fresh session gets one.
+    stop_wineserver()
     env = {**wine_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8"}
     process = subprocess.Popen(
         ["wine", str(windows.updater), "--install-dir", win_path(install), "--trusted-root",

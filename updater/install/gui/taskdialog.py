@@ -117,6 +117,7 @@ class TaskDialogView:
         self._page = ""
         self._keep: list[object] = []  # structures Windows reads while a page is shown
         self._result: Result | None = None
+        self._closed_by_admin = False
         self._callback = _Callback(self._on_event)
         self._user32 = _dll("user32")
 
@@ -131,7 +132,9 @@ class TaskDialogView:
         if result != _S_OK:  # no window possible after all (a service, no desktop)
             log.warning("the task dialog could not be shown (HRESULT %#x)", result & 0xFFFFFFFF)
             return False
-        return True
+        if not self._closed_by_admin:  # it ended without anyone closing it: no desktop
+            log.warning("the task dialog ended without being closed; going on without it")
+        return self._closed_by_admin
 
     # -- pages ------------------------------------------------------------------------------
 
@@ -237,6 +240,7 @@ class TaskDialogView:
         elif button == _OPEN_LOG and self._result is not None and self._result.log_file:
             _open(self._result.log_file)
         elif button in (_CLOSE, _IDCANCEL):
+            self._closed_by_admin = True
             return _S_OK  # closes the dialog
         return _S_FALSE  # keeps it open
 
