@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from updater import __version__
@@ -21,10 +20,10 @@ from updater.core import i18n
 from updater.core.errors import UsageError
 from updater.core.i18n import LANGUAGES, _, choose_language, tr
 from updater.core.install import Install
-from updater.core.paths import BACKUP_DIR, LOG_DIR
+from updater.core.paths import BACKUP_DIR
 from updater.core.plan import UpdatePlan
 from updater.core.report import ArgumentParser, run_command
-from updater.install import gui, recovery, testhooks
+from updater.install import gui, recovery, runlog, testhooks
 from updater.install import run as update
 from updater.install.backup.store import backups_in
 from updater.install.gui.runner import Session, WindowReporter, ask_in_window
@@ -124,49 +123,6 @@ def _parser() -> ArgumentParser:
     return p
 
 
-_handlers: list[logging.Handler] = []
-
-
-def _add_handler(handler: logging.Handler) -> None:
-    logging.getLogger().addHandler(handler)
-    _handlers.append(handler)
-
-
-def _remove_handlers() -> None:
-    while _handlers:
-        handler = _handlers.pop()
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-
-
-def _setup_console(verbose: bool) -> None:
-    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    # the report step prints the final error itself; the console needs it only once. Without
-    # -v the admin sees only the updater's own warnings, not the libraries' (urllib3's
-    # "Retrying (Retry(total=2, ...))"): those are in the log file.
-    console.addFilter(
-        lambda record: record.name != "updater.core.report"
-        and (verbose or record.name.startswith("updater."))
-    )
-    _add_handler(console)
-
-
-def _setup_log_file(install: Path) -> Path | None:
-    """A log file for this run in the install's Logs folder (None if it cannot be written)."""
-    folder = install / LOG_DIR
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"update-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError:
-        return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    _add_handler(handler)
-    return path
-
-
 def _request(args: argparse.Namespace, install: Install) -> update.UpdateRequest:
     offline = args.offline
     network = None
@@ -235,7 +191,7 @@ def _work(argv: Sequence[str]) -> int:
     flag = _early_language(argv)
     i18n.use(choose_language(flag, None, system.ui_language()))
     args = _parser().parse_args(argv)
-    _setup_console(args.verbose)
+    runlog.setup_console(args.verbose)
     if args.list_package is not None:
         return _list_package(args.list_package)
     if _wants_window(args):
@@ -263,7 +219,7 @@ def _wants_window(args: argparse.Namespace) -> bool:
 def _flow(args: argparse.Namespace, reporter: Reporter, session: Session | None) -> int:
     """The run after the arguments, the same with a window (``session``) and without."""
     root = config.find_install(args.install_dir)
-    log_file = _setup_log_file(root) if root.is_dir() else None
+    log_file = runlog.setup_log_file(root) if root.is_dir() else None
     if session is not None:
         session.root, session.log_file = root, log_file
     log.info("opusi-INSTALLUpdate %s on %s", __version__, root)
@@ -402,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_command(_work, argv)
     finally:
-        _remove_handlers()
+        runlog.remove_handlers()
 
 
 if __name__ == "__main__":
