@@ -203,3 +203,20 @@ def _no_fault_plan() -> Iterator[None]:
     fileops.set_hook(None)
     yield
     fileops.set_hook(None)
+
+
+def run_logs(install: Path) -> str:
+    """The text of every run log (``Logs/update-*.log``) of ``install``, oldest first."""
+    from updater.core.paths import LOG_DIR
+
+    return "".join(p.read_text("utf-8", "replace")
+                   for p in sorted((install / LOG_DIR).glob("update-*.log")))
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[object]:
+    """An Xvfb display for the window tests (tests/support/xvfb.py); skips without Xvfb."""
+    from tests.support.xvfb import xvfb
+
+    with xvfb() as shown:
+        yield shown

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Vendor, make_install
+from tests.conftest import Vendor, make_install, run_logs
 from tests.integration.test_update import run
 from updater.core import i18n
-from updater.core.paths import LOG_DIR
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +27,6 @@ def _english_afterwards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     i18n.use("en")
 
 
-def _log(install: Path) -> str:
-    return "".join(p.read_text("utf-8") for p in (install / LOG_DIR).glob("update-*.log"))
 
 
 def test_error_1_in_german_with_the_vendors_words(
@@ -42,7 +39,7 @@ def test_error_1_in_german_with_the_vendors_words(
     assert err.startswith("Fehler 1: Lizenzproblem.\n"
                           "Lizenzproblem: es wurde keine Lizenznummer angegeben.\n"), err
     assert "Tragen Sie die Lizenznummer in der update.ini ein" in err
-    assert "Error 1: license problem" in _log(install)  # the log stays English
+    assert "Error 1: license problem" in run_logs(install)  # the log stays English
 
 
 def test_update_in_german_from_update_ini(vendor: Vendor, server_url: str, tmp_path: Path,
@@ -53,7 +50,7 @@ def test_update_in_german_from_update_ini(vendor: Vendor, server_url: str, tmp_p
     out = capsys.readouterr().out
     assert "Von Build 1147 auf 1155 aktualisiert" in out, out
     assert "Sicherung angelegt:" in out and "Protokoll:" in out
-    assert "Updated from build 1147 to 1155" in _log(install)
+    assert "Updated from build 1147 to 1155" in run_logs(install)
 
 
 def test_system_language_and_flag_wins(vendor: Vendor, server_url: str, tmp_path: Path,

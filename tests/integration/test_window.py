@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,25 +23,18 @@ from tests.conftest import (
     data_snapshot,
     make_install,
     program_files,
+    run_logs,
     vendor_files,
 )
 from tests.support.crash import hook_env, read_ops
-from tests.support.xvfb import Display, xvfb
-from updater.core.paths import LOG_DIR
+from tests.support.xvfb import Display
 
 ROOT = Path(__file__).resolve().parents[2]
 TITLE = "^opus i"  # the window title in either language
 
 
-@pytest.fixture(scope="module")
-def display() -> Iterator[Display]:
-    with xvfb() as shown:
-        yield shown
 
 
-def _log(install: Path) -> str:
-    return "".join(p.read_text("utf-8", "replace")
-                   for p in sorted((install / LOG_DIR).glob("update-*.log")))
 
 
 def _wait(what: str, test: object, seconds: float = 60) -> None:
@@ -70,7 +62,7 @@ class Window:
         self.id = ""
 
     def shows(self, what: str, seconds: float = 60) -> None:
-        _wait(f"the window to show {what}", lambda: f"window: showing {what}" in _log(
+        _wait(f"the window to show {what}", lambda: f"window: showing {what}" in run_logs(
             self.install) or self.process.poll() is not None, seconds)
         assert self.process.poll() is None, self.process.communicate()
         if not self.id:
@@ -134,7 +126,7 @@ def test_confirm_phases_success(display: Display, vendor: Vendor, server_url: st
     assert code == 0, err
     assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
     assert data_snapshot(install) == data
-    log = _log(install)
+    log = run_logs(install)
     for screen in ("confirm", "progress: Downloading the builds", "progress: Making the backup",
                    "progress: Applying the builds", "success"):
         assert f"window: showing {screen}" in log, screen
@@ -158,7 +150,7 @@ def test_cancel_while_applying_restores_exactly(display: Display, vendor: Vendor
     _wait("the pause while applying", lambda: (hold / f"{marker}.paused").exists())
     window.shows("progress: Applying the builds")
     window.key("Escape")
-    _wait("the cancel", lambda: "window: the administrator cancelled" in _log(install))
+    _wait("the cancel", lambda: "window: the administrator cancelled" in run_logs(install))
     (hold / f"{marker}.go").touch()
     window.shows("error 16")
     window.screenshot("6-abgebrochen-wiederhergestellt")
@@ -199,7 +191,7 @@ def test_the_frozen_updater_shows_its_window(display: Display, frozen: Frozen,
         ["env", "-i", f"DISPLAY={display.name}", "LANG=de_DE.UTF-8", str(frozen.updater),
          "--install-dir", str(install), "--gui", "--yes"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait("the frozen updater's window", lambda: "window: showing success" in _log(install)
+    _wait("the frozen updater's window", lambda: "window: showing success" in run_logs(install)
           or process.poll() is not None, 180)
     assert process.poll() is None, process.communicate()
     window = display.find(TITLE)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_snapshot, make_install, program_files, vendor_files
+from tests.conftest import data_snapshot, make_install, program_files, run_logs, vendor_files
 from tests.support.wine import HeldFile, run_windows, win_path, wine_env
 from tests.windows.conftest import NEW, OLD, Windows, update
 from updater.core.paths import LOG_DIR
@@ -32,9 +32,6 @@ def _wait_for(what: str, test: object, seconds: float = 180) -> None:
         time.sleep(0.2)
 
 
-def _logs(install: Path) -> str:
-    return "".join(p.read_text("utf-8", "replace")
-                   for p in sorted((install / LOG_DIR).glob("update-*.log")))
 
 
 def _history(install: Path) -> str:
@@ -92,7 +89,7 @@ def test_bootstrap_check_then_detached_start_waits_for_the_host(
         assert (tmp_path / "download" / "opusi-INSTALLUpdate.exe").read_bytes() \
             == windows.updater.read_bytes()
         _wait_for("the updater to wait for the host",
-                  lambda: f"process {host.pid}" in _logs(install), 120)
+                  lambda: f"process {host.pid}" in run_logs(install), 120)
         time.sleep(1.0)  # still waiting: nothing changed while the host runs
         assert program_files(install) == vendor_files(windows.vendor.trees[OLD], OLD)
         assert _history(install) == ""
@@ -134,7 +131,7 @@ def test_held_file_released_within_the_retry_window(windows: Windows, holdfile: 
             env=wine_env(), text=True, errors="replace")
         try:
             _wait_for("the updater to find the file in use",
-                      lambda: "is in use by another program" in _logs(install), 120)
+                      lambda: "is in use by another program" in run_logs(install), 120)
             time.sleep(1.0)
             scanner.release()
             output = running.communicate(timeout=300)[0]

@@ -13,36 +13,27 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_snapshot, make_install, program_files, vendor_files
+from tests.conftest import data_snapshot, make_install, program_files, run_logs, vendor_files
 from tests.support.wine import kill_windows_processes, stop_wineserver, win_path, wine_env
-from tests.support.xvfb import Display, xvfb
+from tests.support.xvfb import Display
 from tests.windows.conftest import NEW, OLD, Windows
-from updater.core.paths import LOG_DIR
 
 pytestmark = [pytest.mark.windows]
 
 
-@pytest.fixture(scope="module")
-def display() -> Iterator[Display]:
-    with xvfb() as shown:
-        yield shown
 
 
-def _log(install: Path) -> str:
-    return "".join(p.read_text("utf-8", "replace")
-                   for p in sorted((install / LOG_DIR).glob("update-*.log")))
 
 
 def _shows(install: Path, process: subprocess.Popen[str], what: str) -> None:
     deadline = time.monotonic() + 120
-    while f"window: showing {what}" not in _log(install):
+    while f"window: showing {what}" not in run_logs(install):
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"the window did not show {what}:\n{_log(install)}"
+        assert time.monotonic() < deadline, f"the window did not show {what}:\n{run_logs(install)}"
         time.sleep(0.2)
     time.sleep(1.0)  # drawn at the dialog's next timer tick
 
