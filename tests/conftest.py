@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,9 @@ def pytest_configure(config: pytest.Config) -> None:
     catalogs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(catalogs)
     catalogs.compile_all()
+    # where the updater and the bootstrap record installs: the tests' own, never the user's
+    if "OPUSI_STATE_DIR" not in os.environ:
+        os.environ["OPUSI_STATE_DIR"] = tempfile.mkdtemp(prefix="opusi-state-")
 
 LICENSE = "DEMO-1147"
 REVOKED = "REVOKED-1"

@@ -71,9 +71,10 @@ HIDE = _can_hide_python()
 
 def hidden(command: list[str | Path]) -> list[str]:
     """``command`` with an empty environment and, where possible, no Python to be found."""
-    cmd = " ".join(shlex.quote(str(c)) for c in command)
+    state = f"OPUSI_STATE_DIR={os.environ['OPUSI_STATE_DIR']}"  # records: the tests' folder
+    cmd = " ".join(shlex.quote(str(c)) for c in [state, *command])
     if not HIDE:
-        return ["env", "-i", *map(str, command)]
+        return ["env", "-i", state, *map(str, command)]
     mounts = "; ".join(f"mount -t tmpfs none {shlex.quote(d)}" for d in _python_dirs())
     check = "if command -v python3 >/dev/null 2>&1 && python3 -c 1 2>/dev/null; then exit 99; fi"
     return [

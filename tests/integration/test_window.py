@@ -10,6 +10,7 @@ run inside a phase for the screenshot, or for a cancel while builds are applied.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -188,7 +189,8 @@ def test_the_frozen_updater_shows_its_window(display: Display, frozen: Frozen,
     window opens, shows the update through to its end, and closes on Return."""
     install = make_install(tmp_path / "opusi", frozen.vendor.trees[1147], 1147, frozen.url)
     process = subprocess.Popen(
-        ["env", "-i", f"DISPLAY={display.name}", "LANG=de_DE.UTF-8", str(frozen.updater),
+        ["env", "-i", f"DISPLAY={display.name}", "LANG=de_DE.UTF-8",
+         f"OPUSI_STATE_DIR={os.environ['OPUSI_STATE_DIR']}", str(frozen.updater),
          "--install-dir", str(install), "--gui", "--yes"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait("the frozen updater's window", lambda: "window: showing success" in run_logs(install)
@@ -201,3 +203,55 @@ def test_the_frozen_updater_shows_its_window(display: Display, frozen: Frozen,
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert program_files(install) == vendor_files(frozen.vendor.trees[1155], 1155)
+
+
+def test_choose_the_install_in_the_window(display: Display, vendor: Vendor, server_url: str,
+                                          tmp_path: Path) -> None:
+    """Started from a download folder, nothing recorded on this machine: the window asks for
+    the program folder; a folder that is no install is refused with the reason; the install
+    chosen is updated."""
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    said = tmp_path / "stderr.txt"
+    env = {**os.environ, "DISPLAY": display.name, "LANG": "de_DE.UTF-8",
+           "OPUSI_STATE_DIR": str(tmp_path / "state")}
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        env.pop(name, None)
+    with said.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "updater.install.cli", "--gui", "-v", "--trusted-root",
+             str(vendor.root_file), "--timeout", "5"],
+            cwd=downloads, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=stderr, text=True)
+
+    def shows(what: str) -> str:
+        _wait(what, lambda: f"window: showing {what}" in said.read_text("utf-8")
+              or process.poll() is not None)
+        assert process.poll() is None, said.read_text("utf-8")
+        time.sleep(0.4)
+        return display.find(TITLE)
+
+    def choose(window: str, folder: Path) -> None:
+        display.key(window, "Return")  # "Ordner wählen ..."
+        dialog = display.find("^Wo ist opus i installiert")
+        display.type(dialog, str(folder))
+        display.key(dialog, "Return")  # takes it, or (Tk) first goes into it
+        time.sleep(0.5)
+        if display.xdotool("search", "--onlyvisible", "--name", "^Wo ist opus i installiert"):
+            display.key(dialog, "Return")
+
+    window = shows("choose")
+    display.screenshot(window, "9-installation-waehlen")
+    choose(window, downloads)
+    window = shows("choose: refused")
+    display.screenshot(window, "10-ordner-abgelehnt")
+    assert f"{downloads} refused: no BUILD file in it" in said.read_text("utf-8")
+    choose(window, install)
+    window = shows("confirm")
+    display.key(window, "Return")
+    window = shows("success")
+    display.key(window, "Return")
+    process.communicate(timeout=60)
+    assert process.returncode == 0, said.read_text("utf-8")
+    assert program_files(install) == vendor_files(vendor.trees[1155], 1155)

@@ -25,9 +25,11 @@ PREFIX = Path(os.environ.get("OPUSI_WINE_PREFIX") or Path(
 
 def wine_env() -> dict[str, str]:
     """The environment for a Windows program: the project's prefix, no debug output, no display,
-    no proxy variables of this machine."""
+    no proxy variables of this machine, and no POSIX folder for the install records (Windows
+    keeps them in ProgramData)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY") and "proxy" not in k.lower()}
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "OPUSI_STATE_DIR")
+           and "proxy" not in k.lower()}
     env.update(WINEPREFIX=str(PREFIX), WINEARCH="win64", WINEDEBUG="-all")
     return env
 

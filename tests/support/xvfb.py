@@ -36,9 +36,19 @@ class Display:
         return self.xdotool("search", "--sync", "--name", title).split()[0]
 
     def key(self, window: str, key: str) -> None:
-        """Press ``key`` in ``window`` (focused first; there is no window manager)."""
+        """Press ``key`` in ``window`` (focused first; there is no window manager).
+
+        Sent to the focused window, not with ``--window``: a key that closes its window (a
+        dialog's Return) would otherwise never be released, and the display's auto-repeat
+        would press it again and again in the window below.
+        """
         self.xdotool("windowfocus", "--sync", window)
-        self.xdotool("key", "--window", window, key)
+        self.xdotool("key", key)
+
+    def type(self, window: str, text: str) -> None:
+        """Type ``text`` into ``window`` (focused first)."""
+        self.xdotool("windowfocus", "--sync", window)
+        self.xdotool("type", "--delay", "10", text)
 
     def screenshot(self, window: str, name: str) -> Path:
         """Save ``window`` as ``build/screenshots/<name>.png``."""

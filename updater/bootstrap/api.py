@@ -47,7 +47,7 @@ from updater.core.i18n import _
 from updater.core.install import Install
 from updater.core.paths import JOURNAL_FILE, WORK_DIR
 from updater.core.plan import make_plan
-from updater.shared import config, system, trust
+from updater.shared import config, installs, system, trust
 from updater.shared.download import fetch_verified
 from updater.shared.transport import Fetcher, NetworkSettings
 
@@ -160,6 +160,7 @@ def check_for_updates(
         OpusiError: Untrusted metadata (12), no update path (21), odd server answers (23).
     """
     install = config.read_install(install_dir.resolve())
+    installs.record(install.root, "bootstrap check")
     check_policy(install, at_startup=at_startup, min_build=min_build,
                  min_build_startup=min_build_startup)
     view, _ = _read_view(install, trusted_root, proxy)
@@ -261,6 +262,7 @@ def start_update(
     if host_pid <= 0:
         raise RefusedByPolicyError(_("The host's process id {pid} is not valid.", pid=host_pid))
     install = config.read_install(install_dir.resolve())
+    installs.record(install.root, "bootstrap start")
     check_policy(install, min_build=min_build)
     _refuse_folder_in_install(download_dir, install.root)
     view, fetcher = _read_view(install, trusted_root, proxy)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import gettext
 import importlib.resources
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ class Text(str):
 def _(msgid: str, /, **args: object) -> Text:
     """Mark ``msgid`` for the catalog; the English text with ``args`` filled in, translatable."""
     return Text(msgid, args)
+
+
+def lines(items: Sequence[object], bullet: str = "- ") -> Text:
+    """Several messages as one, one per line after ``bullet``, each translated when shown."""
+    args = {f"line{i}": item for i, item in enumerate(items)}
+    return Text("\n".join(bullet + "{" + name + "}" for name in args), args)
 
 
 _translations: gettext.NullTranslations = gettext.NullTranslations()

@@ -26,8 +26,13 @@ from updater.core.report import ArgumentParser, run_command
 from updater.install import gui, recovery, runlog, testhooks
 from updater.install import run as update
 from updater.install.backup.store import backups_in
-from updater.install.gui.runner import Session, WindowReporter, ask_in_window
-from updater.shared import config, package, system
+from updater.install.gui.runner import (
+    Session,
+    WindowReporter,
+    ask_folder_in_window,
+    ask_in_window,
+)
+from updater.shared import config, installs, package, system
 from updater.shared.progress import Mode, PhaseHandle, Reporter, make_reporter
 from updater.shared.transport import NetworkSettings
 
@@ -218,7 +223,8 @@ def _wants_window(args: argparse.Namespace) -> bool:
 
 def _flow(args: argparse.Namespace, reporter: Reporter, session: Session | None) -> int:
     """The run after the arguments, the same with a window (``session``) and without."""
-    root = config.find_install(args.install_dir)
+    root = config.find_install(
+        args.install_dir, ask_folder_in_window(session) if session is not None else None)
     log_file = runlog.setup_log_file(root) if root.is_dir() else None
     if session is not None:
         session.root, session.log_file = root, log_file
@@ -226,6 +232,7 @@ def _flow(args: argparse.Namespace, reporter: Reporter, session: Session | None)
     if args.restore is not None:
         return _restore(root, args.restore, reporter)
     install = config.read_install(root)
+    installs.record(root, "updater")
     if args.lang is None and install.ini.language:
         i18n.use(choose_language(None, install.ini.language, system.ui_language()))
     log.info("messages shown in %s", i18n.language())

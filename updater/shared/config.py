@@ -23,14 +23,16 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from updater.core.errors import ConfigError, LicenseMissingError
-from updater.core.i18n import _
+from updater.core.i18n import _, lines
 from updater.core.inifile import decode_ini, parse_update_ini
 from updater.core.install import IniSettings, Install
 from updater.core.paths import BUILD_FILE, CONFIG_FILE
 from updater.core.protocol import license_problem
+from updater.shared import installs
 
 TRUSTED_ROOT_RESOURCE = "trusted_root.json"
 log = logging.getLogger(__name__)
@@ -87,23 +89,45 @@ def read_install(root: Path) -> Install:
     return Install(root=root, build=int(text), ini=read_ini(root / CONFIG_FILE))
 
 
-def find_install(explicit: Path | None) -> Path:
-    """The install to work on: ``explicit``, or the folder the updater lies in (or above).
+class InstallNotFoundError(ConfigError):
+    """No install where the updater looked (error 11); ``search`` tells where it looked."""
+
+    def __init__(self, search: installs.Search) -> None:
+        super().__init__(
+            _("No opus i installation was found. Looked in:\n{places}",
+              places=lines(search.places())),
+            hint=_("Start the updater in the opus i program folder, or pass --install-dir "
+                   "with that folder."),
+        )
+        self.search = search
+
+
+#: Asked when the search found nothing (the window's folder chooser): a folder, or None.
+Chooser = Callable[[installs.Search], Path | None]
+
+
+def updater_folder() -> Path:
+    """Where the search starts: the frozen updater's folder, else the working directory."""
+    here = Path(sys.executable if getattr(sys, "frozen", False) else Path.cwd()).resolve()
+    return here.parent if here.is_file() else here
+
+
+def find_install(explicit: Path | None, choose: Chooser | None = None) -> Path:
+    """The install to work on: ``explicit``, else what :func:`installs.search` finds from
+    the updater's folder, else what ``choose`` returns (the admin's choice in the window).
 
     Raises:
-        ConfigError: No install found.
+        InstallNotFoundError: None found or chosen (error 11), listing every place looked.
     """
     if explicit is not None:
         return explicit.resolve()
-    here = Path(sys.executable if getattr(sys, "frozen", False) else Path.cwd()).resolve()
-    start = here.parent if here.is_file() else here
-    for candidate in (start, *start.parents[:3]):
-        if (candidate / BUILD_FILE).is_file() and (candidate / CONFIG_FILE).is_file():
-            return candidate
-    raise ConfigError(
-        _("No opus i installation found next to the updater ({start}).", start=start),
-        hint=_("Start it from the opus i program folder, or pass --install-dir."),
-    )
+    search = installs.search(updater_folder())
+    if search.found is not None:
+        return search.found
+    chosen = choose(search) if choose is not None else None
+    if chosen is None:
+        raise InstallNotFoundError(search)
+    return chosen.resolve()
 
 
 def license_number(flag: str | None, ini: IniSettings) -> str:

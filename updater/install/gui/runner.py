@@ -18,24 +18,29 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from updater.core.i18n import Text
 from updater.core.plan import UpdatePlan
 from updater.install.gui.screens import (
+    Choose,
     Confirm,
     ProgressTracker,
     Result,
+    choose_screen,
     confirm_screen,
     error_screen,
+    refusal,
     success_screen,
 )
+from updater.shared import installs
 from updater.shared.progress import PhaseHandle, Reporter
 
 log = logging.getLogger(__name__)
 
-Screen = Confirm | Result
+Screen = Choose | Confirm | Result
 Ask = Callable[[UpdatePlan], bool]
 
 
@@ -56,9 +61,26 @@ class Session:
     events: queue.Queue[object]
     cancel: threading.Event
     answer: queue.Queue[bool]
+    folder: queue.Queue[Path | None] = field(default_factory=queue.Queue)
     root: Path | None = None
     log_file: Path | None = None
     finished: bool = False
+    places: tuple[Text, ...] = ()  # where the install search looked (the folder question)
+
+    def offer_folder(self, folder: Path | None) -> Choose | None:
+        """The admin's answer to the folder question: a folder, or None for cancel.
+
+        Returns None when the answer was taken, else the question again saying why the
+        folder is refused (not an install: no BUILD, no update.ini).
+        """
+        if folder is not None:
+            problem = installs.install_problem(folder)
+            if problem is not None:
+                log.info("window: %s refused: %s", folder, problem)
+                return choose_screen(self.places, folder, refusal(folder, problem))
+        log.info("window: the administrator chose %s", folder if folder else "no folder")
+        self.folder.put(folder)
+        return None
 
     def request_cancel(self) -> None:
         if not self.cancel.is_set():
@@ -122,6 +144,19 @@ def ask_in_window(session: Session, reporter: WindowReporter, yes: bool) -> Ask:
     return confirm
 
 
+def ask_folder_in_window(session: Session) -> Callable[[installs.Search], Path | None]:
+    """The install search's last step: the admin chooses the folder in the window."""
+
+    def choose(search: installs.Search) -> Path | None:
+        session.places = tuple(search.places())
+        start_in = search.choices[0] if search.choices else None
+        session.events.put(choose_screen(session.places, start_in))
+        log.info("window: no install found; asking for its folder")
+        return session.folder.get()
+
+    return choose
+
+
 Work = Callable[[WindowReporter, Session], int]
 
 
@@ -150,9 +185,11 @@ def run_in_window(view: View, work: Work) -> int:
     if not view.run(session):  # no window after all: the run goes on unseen, unasked
         log.warning("no window could be shown; the update goes on without one")
         session.answer.put(False)  # nobody to ask: an unapproved update does not start
+        session.folder.put(None)
     elif not session.finished:  # the window was closed while the work ran: cancel and wait
         session.request_cancel()
         session.answer.put(False)
+        session.folder.put(None)
     thread.join()
     error = outcome.get("error")
     if isinstance(error, BaseException):

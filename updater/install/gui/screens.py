@@ -4,9 +4,10 @@ The window has three screens: *confirm* (the install, its build, the pending bui
 download size, what will happen, "Update starten" / "Abbrechen"), *progress* (the phase, a bar,
 for downloads the speed and time left, for applying "Build 1150 (2 von 4)", "Abbrechen"), and
 *result* (success with from, to, time and the backup's name, or the error with its number and
-title, what happened, what was kept safe, what the admin can do, and the log file). The views
-(:mod:`updater.install.gui.tk`, and on Windows the task dialog) only draw these records; the
-texts are :class:`~updater.core.i18n.Text`, translated when drawn.
+title, what happened, what was kept safe, what the admin can do, and the log file); before
+them, *choose* when no install was found (where the updater looked, a folder chooser). The
+views (:mod:`updater.install.gui.tk`, and on Windows the task dialog) only draw these records;
+the texts are :class:`~updater.core.i18n.Text`, translated when drawn.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from updater.core.errors import OpusiError, exit_code_for
-from updater.core.i18n import Text, _
+from updater.core.i18n import Text, _, lines
 
 #: The phases' headlines, by the name the updater's reporter gives them.
 PHASES: dict[str, Text] = {
@@ -34,6 +35,16 @@ class Confirm:
 
     heading: Text
     lines: tuple[Text, ...]
+
+
+@dataclass(frozen=True)
+class Choose:
+    """No install found: where the updater looked; the admin chooses the program folder."""
+
+    heading: Text
+    lines: tuple[Text, ...]
+    start_in: Path | None = None  # where the folder chooser opens
+    refused: Text | None = None  # why the folder chosen last is not an install
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,27 @@ def confirm_screen(root: Path, installed: int, target: int, builds: Sequence[int
             _("Close opus i on every workstation before you start."),
         ),
     )
+
+
+def choose_screen(places: Sequence[Text], start_in: Path | None,
+                  refused: Text | None = None) -> Choose:
+    """The question when no install was found: the places looked at, and a folder chooser."""
+    return Choose(
+        _("Where is opus i installed?"),
+        (
+            _("No opus i installation was found. Looked in:"),
+            lines(places),
+            _("Choose the opus i program folder (the folder with the file BUILD and the folder "
+              "Database)."),
+        ),
+        start_in,
+        refused,
+    )
+
+
+def refusal(folder: Path, reason: Text) -> Text:
+    """Why a chosen folder is refused."""
+    return _("{folder} is not an opus i installation: {reason}.", folder=folder, reason=reason)
 
 
 def success_screen(lines: Sequence[str], log_file: Path | None) -> Result:

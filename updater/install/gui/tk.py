@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tkinter as tk
 from pathlib import Path
+from tkinter import filedialog, ttk
 from tkinter import font as tkfont
-from tkinter import ttk
 
 from updater.core.i18n import _, tr
 from updater.install.gui.runner import Session
-from updater.install.gui.screens import WINDOW_TITLE, Confirm, Progress, Result
+from updater.install.gui.screens import WINDOW_TITLE, Choose, Confirm, Progress, Result
 
 log = logging.getLogger(__name__)
 WIDTH = 560
@@ -112,7 +112,9 @@ class TkView:
     # -- the screens ------------------------------------------------------------------------
 
     def show(self, screen: object) -> None:
-        if isinstance(screen, Confirm):
+        if isinstance(screen, Choose):
+            self._choose(screen)
+        elif isinstance(screen, Confirm):
             self._confirm(screen)
         elif isinstance(screen, Progress):
             self._progress(screen)
@@ -144,6 +146,34 @@ class TkView:
         self.detail.pack_forget()
         self._set_buttons((tr(_("Start update")), lambda: self._answer(True), True),
                           (tr(_("Cancel")), lambda: self._answer(False), False))
+
+    def _choose(self, screen: Choose) -> None:
+        self._announce("choose" if screen.refused is None else "choose: refused")
+        self.heading.configure(text=tr(screen.heading), foreground="")
+        texts = [tr(line) for line in screen.lines]
+        if screen.refused is not None:
+            texts.append(tr(screen.refused))
+        self.body.configure(text="\n\n".join(texts))
+        self.bar.pack_forget()
+        self.detail.pack_forget()
+        self._set_buttons((tr(_("Choose folder ...")), lambda: self._pick_folder(screen), True),
+                          (tr(_("Cancel")), lambda: self._offer(None), False))
+
+    def _pick_folder(self, screen: Choose) -> None:
+        chosen = filedialog.askdirectory(
+            parent=self.root, mustexist=True, title=tr(screen.heading),
+            initialdir=str(screen.start_in) if screen.start_in else None)
+        if chosen:
+            self._offer(Path(chosen))
+
+    def _offer(self, folder: Path | None) -> None:
+        assert self.session is not None
+        again = self.session.offer_folder(folder)
+        if again is not None:
+            self._choose(again)
+        else:
+            self._set_buttons()
+            self.show(Progress(_("Preparing the update ..."), "", None))
 
     def _progress(self, screen: Progress) -> None:
         self._announce(f"progress: {screen.heading}")
@@ -204,5 +234,7 @@ class TkView:
             self.root.destroy()
         elif self._shown == "confirm":
             self._answer(False)
+        elif self._shown.startswith("choose"):
+            self._offer(None)
         else:
             self._cancel()
