@@ -137,8 +137,20 @@ def add_network_drive(letter: str, target: Path) -> str:
     return drive.upper()
 
 
+def add_local_drive(letter: str, target: Path) -> str:
+    """Map drive ``letter`` to ``target`` (a local drive, as Wine types a link by default);
+    the wineserver is stopped so the next program sees it. Returns ``"O:"``."""
+    drive = f"{letter.lower()}:"
+    link = PREFIX / "dosdevices" / drive
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    stop_wineserver()
+    return drive.upper()
+
+
 def remove_drive(letter: str) -> None:
-    """Undo :func:`add_network_drive` (the registry value and the drive's link)."""
+    """Undo :func:`add_network_drive` or :func:`add_local_drive` (the registry value, the
+    drive's link)."""
     drive = f"{letter.lower()}:"
     subprocess.run(["wine", "reg", "delete", r"HKLM\Software\Wine\Drives", "/v", drive, "/f"],
                    stdin=subprocess.DEVNULL, capture_output=True, env=wine_env(), timeout=120)

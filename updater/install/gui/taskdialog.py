@@ -24,7 +24,7 @@ from typing import Any
 
 from updater.core.i18n import _, tr
 from updater.install.gui.runner import Session
-from updater.install.gui.screens import WINDOW_TITLE, Confirm, Progress, Result
+from updater.install.gui.screens import WINDOW_TITLE, Choose, Confirm, Progress, Result
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _TDM_SET_PROGRESS_BAR_MARQUEE = _WM_USER + 107
 _TDE_CONTENT, _TDE_EXPANDED_INFORMATION, _TDE_MAIN_INSTRUCTION = 0, 1, 2
 _S_OK, _S_FALSE = 0, 1
 _IDCANCEL = 2
-_START, _CANCEL, _OPEN_LOG, _CLOSE = 101, 102, 103, 104
+_START, _CANCEL, _OPEN_LOG, _CLOSE, _CHOOSE = 101, 102, 103, 104, 105
 _TD_ERROR_ICON = ctypes.c_void_p(0xFFFE)  # MAKEINTRESOURCE(-2)
 _TD_INFORMATION_ICON = ctypes.c_void_p(0xFFFD)  # MAKEINTRESOURCE(-3)
 
@@ -117,6 +117,7 @@ class TaskDialogView:
         self._page = ""
         self._keep: list[object] = []  # structures Windows reads while a page is shown
         self._result: Result | None = None
+        self._choosing: Choose | None = None
         self._closed_by_admin = False
         self._callback = _Callback(self._on_event)
         self._user32 = _dll("user32")
@@ -138,7 +139,7 @@ class TaskDialogView:
 
     # -- pages ------------------------------------------------------------------------------
 
-    def _page_config(self, screen: Confirm | Progress | Result) -> _Config:
+    def _page_config(self, screen: Choose | Confirm | Progress | Result) -> _Config:
         config = _Config()
         config.cbSize = ctypes.sizeof(_Config)
         config.dwFlags = _TDF_CALLBACK_TIMER | _TDF_SIZE_TO_CONTENT
@@ -146,7 +147,16 @@ class TaskDialogView:
         config.pfCallback = self._callback
         config.cxWidth = 300
         buttons: list[tuple[int, str]]
-        if isinstance(screen, Confirm):
+        if isinstance(screen, Choose):
+            self._choosing = screen
+            self._page = "choose" if screen.refused is None else "choose: refused"
+            config.pszMainInstruction = tr(screen.heading)
+            texts = [tr(line) for line in screen.lines]
+            if screen.refused is not None:
+                texts.append(tr(screen.refused))
+            config.pszContent = "\n\n".join(texts)
+            buttons = [(_CHOOSE, tr(_("Choose folder ..."))), (_CANCEL, tr(_("Cancel")))]
+        elif isinstance(screen, Confirm):
             self._page = "confirm"
             config.pszMainInstruction = tr(screen.heading)
             config.pszContent = "\n\n".join(tr(line) for line in screen.lines)
@@ -172,7 +182,8 @@ class TaskDialogView:
                 buttons.insert(0, (_OPEN_LOG, tr(_("Open log"))))
         array = (_Button * len(buttons))(*(_Button(ident, text) for ident, text in buttons))
         config.cButtons, config.pButtons = len(buttons), array
-        config.nDefaultButton = buttons[0][0] if isinstance(screen, Confirm) else buttons[-1][0]
+        config.nDefaultButton = (buttons[0][0] if isinstance(screen, Choose | Confirm)
+                                 else buttons[-1][0])
         self._keep = [config, array]
         log.info("window: showing %s", self._page)
         return config
@@ -215,9 +226,18 @@ class TaskDialogView:
             if screen.fraction is not None:
                 self._send(hwnd, _TDM_SET_PROGRESS_BAR_POS, int(screen.fraction * 1000), 0)
             self._set_text(hwnd, _TDE_CONTENT, tr(screen.detail) or " ")
-        elif isinstance(screen, Confirm | Progress | Result):
+        elif isinstance(screen, Choose | Confirm | Progress | Result):
             config = self._page_config(screen)
             self._send(hwnd, _TDM_NAVIGATE_PAGE, 0, ctypes.byref(config))
+
+    def _offered(self, hwnd: int, folder: Path | None) -> None:
+        assert self.session is not None
+        again = self.session.offer_folder(folder)
+        if again is not None:
+            self._show(hwnd, again)
+        else:
+            self._choosing = None
+            self._show(hwnd, Progress(_("Preparing the update ..."), "", None))
 
     def _set_text(self, hwnd: int, element: int, text: str) -> None:
         buffer = ctypes.create_unicode_buffer(text)
@@ -229,8 +249,15 @@ class TaskDialogView:
         if button == _START:
             self.session.answer.put(True)
             self._show(hwnd, Progress(_("Starting ..."), "", None))
+        elif button == _CHOOSE and self._choosing is not None:
+            start_in = self._choosing.start_in
+            folder = browse_for_folder(hwnd, tr(self._choosing.heading), start_in)
+            if folder is not None:
+                self._offered(hwnd, folder)
         elif button == _CANCEL or button == _IDCANCEL and self._result is None:
-            if self._page == "confirm":
+            if self._page.startswith("choose"):
+                self._offered(hwnd, None)
+            elif self._page == "confirm":
                 self.session.answer.put(False)
             else:
                 self.session.request_cancel()
@@ -243,6 +270,59 @@ class TaskDialogView:
             self._closed_by_admin = True
             return _S_OK  # closes the dialog
         return _S_FALSE  # keeps it open
+
+
+def browse_for_folder(owner: int, title: str, start_in: Path | None) -> Path | None:
+    """The system's folder chooser (``SHBrowseForFolderW``, with an edit box for a typed
+    path), opened over ``owner`` in ``start_in``; the folder chosen, or None."""
+    shell32, ole32 = _dll("shell32"), _dll("ole32")
+    ole32.OleInitialize(None)  # the new-style chooser needs OLE on this thread
+    start = ctypes.create_unicode_buffer(str(start_in) if start_in else "")
+
+    def on_event(hwnd: int, message: int, _lparam: int, _data: int) -> int:
+        if message == _BFFM_INITIALIZED and start.value:
+            _dll("user32").SendMessageW(wintypes.HWND(hwnd), _BFFM_SETSELECTIONW, 1, start)
+        return 0
+
+    callback = _BrowseCallback(on_event)
+    name = ctypes.create_unicode_buffer(260)  # MAX_PATH: the chosen item's display name
+    info = _BrowseInfo()
+    info.hwndOwner = owner
+    info.pszDisplayName = ctypes.cast(name, wintypes.LPWSTR)
+    info.lpszTitle = title
+    info.ulFlags = _BIF_RETURNONLYFSDIRS | _BIF_EDITBOX | _BIF_NEWDIALOGSTYLE
+    info.lpfn = callback
+    shell32.SHBrowseForFolderW.restype = ctypes.c_void_p
+    shell32.SHBrowseForFolderW.argtypes = [ctypes.POINTER(_BrowseInfo)]
+    pidl = shell32.SHBrowseForFolderW(ctypes.byref(info))
+    if not pidl:
+        log.info("window: the folder chooser was cancelled")
+        return None
+    try:
+        path = ctypes.create_unicode_buffer(32768)
+        shell32.SHGetPathFromIDListEx.argtypes = [ctypes.c_void_p, ctypes.c_wchar_p,
+                                                  wintypes.DWORD, ctypes.c_int]
+        if not shell32.SHGetPathFromIDListEx(pidl, path, len(path), 0):
+            log.warning("the folder chosen has no file system path")
+            return None
+        return Path(path.value)
+    finally:
+        ole32.CoTaskMemFree(ctypes.c_void_p(pidl))
+
+
+_BIF_RETURNONLYFSDIRS, _BIF_EDITBOX, _BIF_NEWDIALOGSTYLE = 0x0001, 0x0010, 0x0040
+_BFFM_INITIALIZED, _BFFM_SETSELECTIONW = 1, _WM_USER + 103
+_BrowseCallback = getattr(ctypes, "WINFUNCTYPE", ctypes.CFUNCTYPE)(
+    ctypes.c_int, wintypes.HWND, wintypes.UINT, wintypes.LPARAM, wintypes.LPARAM)
+
+
+class _BrowseInfo(ctypes.Structure):
+    _fields_ = [
+        ("hwndOwner", wintypes.HWND), ("pidlRoot", ctypes.c_void_p),
+        ("pszDisplayName", wintypes.LPWSTR), ("lpszTitle", wintypes.LPCWSTR),
+        ("ulFlags", wintypes.UINT), ("lpfn", _BrowseCallback), ("lParam", wintypes.LPARAM),
+        ("iImage", ctypes.c_int),
+    ]  # fmt: skip
 
 
 def _open(path: Path, opener: Callable[[str], object] | None = None) -> None:
