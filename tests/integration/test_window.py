@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    REVOKED,
+    UNREGISTERED,
     Frozen,
     Vendor,
     data_snapshot,
@@ -164,7 +166,9 @@ def test_cancel_while_applying_restores_exactly(display: Display, vendor: Vendor
 
 @pytest.mark.parametrize("license_number,url,code,shot", [
     ("", None, 1, "7-fehler-1"),
+    (REVOKED, None, 2, "7-fehler-2"),
     ("DEMO-1147", "http://127.0.0.1:9", 6, "8-fehler-6"),
+    (UNREGISTERED, None, 7, "8-fehler-7"),
 ])
 def test_errors_shown_in_the_window(display: Display, vendor: Vendor, server_url: str,
                                     tmp_path: Path, license_number: str, url: str | None,

@@ -16,7 +16,7 @@ from updater.core.errors import (
     OpusiError,
     RegistrationMissingError,
 )
-from updater.core.i18n import _
+from updater.core.i18n import Text, _
 
 #: The one header every request carries: the customer's license number, nothing else.
 LICENSE_HEADER = "X-Opusi-License"
@@ -42,6 +42,24 @@ def license_problem(number: str | None) -> str | None:
     return None
 
 
+#: Why the server refused a license, as the JSON body's ``reason`` names it; the client shows
+#: its own text for each (in the admin's language), the server's ``message`` for others.
+REASON_UNREGISTERED, REASON_REVOKED, REASON_ENDED = "unregistered", "revoked", "ended"
+
+
+def refusal_text(reason: str, number: str, until: str = "") -> Text | None:
+    """The words for a refusal ``reason`` (None for a reason this version does not know)."""
+    if reason == REASON_UNREGISTERED:
+        return _("the license number {number} is not registered for the Internet update",
+                 number=number)
+    if reason == REASON_REVOKED:
+        return _("the license {number} has been revoked", number=number)
+    if reason == REASON_ENDED:
+        return _("the update entitlement of license {number} ended on {date}", number=number,
+                 date=until)
+    return None
+
+
 @dataclass(frozen=True)
 class LicenseAnswer:
     """The server's refusal of a request because of its license number."""
@@ -49,10 +67,18 @@ class LicenseAnswer:
     code: int
     status: int
     message: str
+    reason: str = ""
+    number: str = ""
+    until: str = ""
 
     def to_json(self) -> bytes:
         """The JSON body the server sends."""
-        return json.dumps({"error": self.code, "message": self.message}).encode()
+        body: dict[str, object] = {"error": self.code, "message": self.message}
+        if self.reason:
+            body.update(reason=self.reason, license=self.number)
+        if self.until:
+            body["until"] = self.until
+        return json.dumps(body).encode()
 
 
 ANSWER_MALFORMED = 1
@@ -67,9 +93,14 @@ _ERROR_FOR_CODE: dict[int, type[OpusiError]] = {
 }
 
 
-def license_answer(code: int, message: str) -> LicenseAnswer:
-    """Build the server's refusal for error ``code`` (1, 2 or 7)."""
-    return LicenseAnswer(code=code, status=_STATUS_FOR_CODE[code], message=message)
+def license_answer(code: int, message: str, reason: str = "", number: str = "",
+                   until: str = "") -> LicenseAnswer:
+    """Build the server's refusal for error ``code`` (1, 2 or 7); with a ``reason``, the
+    message is its text (:func:`refusal_text`)."""
+    if reason:
+        message = refusal_text(reason, number, until) or message
+    return LicenseAnswer(code=code, status=_STATUS_FOR_CODE[code], message=message,
+                         reason=reason, number=number, until=until)
 
 
 def error_from_answer(header_value: str | None, body: bytes) -> OpusiError | None:
@@ -82,11 +113,13 @@ def error_from_answer(header_value: str | None, body: bytes) -> OpusiError | Non
     Returns:
         The error to raise, or None when the answer is not a license refusal.
     """
-    message = ""
+    message: str = ""
     try:
         data = json.loads(body.decode("utf-8")) if body else {}
         if isinstance(data, dict):
-            message = str(data.get("message", ""))
+            known = refusal_text(str(data.get("reason", "")), str(data.get("license", ""))[:40],
+                                 str(data.get("until", ""))[:20])
+            message = known or str(data.get("message", ""))
             header_value = header_value or str(data.get("error", ""))
     except (UnicodeDecodeError, ValueError):
         pass

@@ -24,6 +24,9 @@ from updater.core.protocol import (
     ANSWER_MALFORMED,
     ANSWER_REFUSED,
     ANSWER_UNREGISTERED,
+    REASON_ENDED,
+    REASON_REVOKED,
+    REASON_UNREGISTERED,
     LicenseAnswer,
     license_answer,
     license_problem,
@@ -92,19 +95,14 @@ def judge(license: License | None, number: str | None, today: date) -> LicenseAn
     problem = license_problem(number)
     if problem is not None:
         return license_answer(ANSWER_MALFORMED, problem)
+    assert number is not None  # well-formed
     if license is None:
-        return license_answer(
-            ANSWER_UNREGISTERED,
-            f"the license number {number} is not registered for the Internet update",
-        )
+        return license_answer(ANSWER_UNREGISTERED, "", REASON_UNREGISTERED, number)
     if license.status != "active":
-        return license_answer(ANSWER_REFUSED, f"the license {number} has been revoked")
+        return license_answer(ANSWER_REFUSED, "", REASON_REVOKED, number)
     if license.entitled_until is not None and today > license.entitled_until:
-        return license_answer(
-            ANSWER_REFUSED,
-            f"the update entitlement of license {number} ended on "
-            f"{license.entitled_until.isoformat()}",
-        )
+        return license_answer(ANSWER_REFUSED, "", REASON_ENDED, number,
+                              license.entitled_until.isoformat())
     return None
 
 
