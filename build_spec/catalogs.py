@@ -2,8 +2,9 @@
 
     python build_spec/catalogs.py compile   # .po -> .mo where the .mo is missing or older
     python build_spec/catalogs.py update    # the messages marked _("...") in the programs the
-                                            # customer sees -> updater/locale/*/opusi.po (new
-                                            # ones untranslated, gone ones dropped)
+                                            # customer sees, and argparse's own
+                                            # -> updater/locale/*/opusi.po (new ones
+                                            # untranslated, gone ones dropped)
 
 ``scripts/catalogs`` runs ``compile`` (``scripts/_venv.sh`` does it for every script); the
 translations themselves are written in the .po files. The .mo files are build output (ignored
@@ -12,11 +13,12 @@ by git) and go into the frozen programs with the rest of the package.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
@@ -48,6 +50,15 @@ def extract() -> Catalog:
         ):
             template.add(message, locations=[(f"updater/{folder}/{filename}", lineno)],
                          auto_comments=comments, context=context, flags=("python-brace-format",))
+    # argparse's own words (usage, options, its errors): marked for gettext in its source;
+    # updater.core.report points argparse at this catalog. The Python that runs this decides
+    # which of them are listed (they differ a little between versions).
+    version = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    for lineno, message, comments, context in extract_from_file(
+        "python", argparse.__file__, keywords={"_": None, "ngettext": (1, 2)},
+    ):
+        template.add(message, locations=[(f"argparse.py ({version})", lineno)],
+                     auto_comments=comments, context=context, flags=("python-format",))
     return template
 
 

@@ -78,3 +78,31 @@ def test_json_progress_keeps_english_text_beside_the_shown_one(
             and r["text"].startswith("Updated from build 1147 to 1155")]
     assert done and done[0]["lang"] == "de", records
     assert done[0]["localized"].startswith("Von Build 1147 auf 1155 aktualisiert")
+
+
+def test_help_and_usage_errors_in_german(capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """argparse's own words too ("usage:", "options", its errors) come from the catalog; the
+    usage error is code 10 in the chosen language, with no English line before it."""
+    from updater.bootstrap.cli import main as bootstrap_main
+    from updater.install.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--lang", "de", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Aufruf: opusi-INSTALLUpdate [-h]"), out
+    for words in ("\nOptionen:\n", "diese Hilfe zeigen und beenden",
+                  "die Version zeigen und beenden"):
+        assert words in out, words
+    assert main(["--lang", "de", "--progress", "x"]) == 10
+    err = capsys.readouterr().err
+    assert err == ("Fehler 10: falsche Aufrufparameter.\nopusi-INSTALLUpdate: Argument "
+                   "--progress: ungültige Auswahl: 'x' (möglich: 'bar', 'json', 'none')\n"
+                   "Siehe 'opusi-INSTALLUpdate --help'.\n"), err
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")  # the bootstrap speaks the system's language
+    assert bootstrap_main(["check"]) == 10
+    assert "folgende Argumente fehlen: --install-dir" in capsys.readouterr().err
+    monkeypatch.delenv("LANG")
+    assert main(["--lang", "en", "--bogus"]) == 10
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -1,13 +1,14 @@
 """Every message the customer sees exists in German: translated, not fuzzy, same placeholders.
 
-The messages are those marked ``_("...")`` in ``updater/{core,shared,install,bootstrap}``
-(extracted with Babel, as ``scripts/catalogs update`` does); the German catalog is
+The messages are those marked ``_("...")`` in ``updater/{core,shared,install,bootstrap}`` and
+argparse's own (extracted with Babel, as ``scripts/catalogs update`` does); the German catalog is
 ``updater/locale/de/LC_MESSAGES/opusi.po``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import string
 import sys
 from pathlib import Path
@@ -32,8 +33,14 @@ def _catalogs() -> ModuleType:
     return module
 
 
-def _fields(text: str) -> set[str]:
-    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+def _fields(text: str | tuple[str, ...], percent: bool = False) -> list[str]:
+    """The placeholders of a message: ``{name}`` (ours), ``%(name)s``/``%s`` (argparse's)."""
+    if isinstance(text, tuple):  # a plural: the placeholders of all its forms
+        return sorted({f for t in text for f in _fields(t, percent)})
+    if percent:
+        return sorted(m.group(0) for m in re.finditer(r"%(\(\w+\))?[sdr]", text))
+    return sorted({field for _, field, _, _ in string.Formatter().parse(text)
+                   if field is not None})
 
 
 def test_every_marked_message_has_a_german_translation() -> None:
@@ -47,11 +54,14 @@ def test_every_marked_message_has_a_german_translation() -> None:
             continue
         where = ", ".join(f"{f}:{n}" for f, n in message.locations)
         entry = german.get(message.id)
-        if entry is None or not entry.string:
+        percent = "python-format" in message.flags
+        strings = entry.string if entry is not None and isinstance(entry.string, tuple) else (
+            (entry.string,) if entry is not None else ())
+        if entry is None or not all(strings):
             problems.append(f"untranslated ({where}): {message.id!r}")
         elif entry.fuzzy:
             problems.append(f"fuzzy ({where}): {message.id!r}")
-        elif _fields(entry.string) != _fields(message.id):
+        elif _fields(entry.string, percent) != _fields(message.id, percent):
             problems.append(f"placeholders differ ({where}): {message.id!r} -> {entry.string!r}")
     assert not problems, "scripts/catalogs update, then translate:\n" + "\n".join(problems)
     assert len(template) > 50

@@ -99,14 +99,14 @@ def error_json(error: BaseException) -> dict[str, Any]:
 def _work(argv: Sequence[str]) -> int:
     # the language of the help and the messages: the system's (the host passes none)
     i18n.use(choose_language(None, None, system.ui_language()))
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())  # run_command prints the error itself
     try:
         args = _parser().parse_args(argv)
-        root = logging.getLogger()
         if args.verbose:
             root.setLevel(logging.DEBUG)
             root.addHandler(logging.StreamHandler(sys.stderr))
-        elif not root.handlers:
-            root.addHandler(logging.NullHandler())  # run_command prints the error itself
         payload = _run_check(args) if args.command == "check" else _run_start(args)
     except Exception as e:
         # One JSON object on stdout for the host, also on failure; run_command then prints

@@ -82,6 +82,17 @@ def use(language: str) -> str:
     return _language
 
 
+def translate(message: str) -> str:
+    """``message`` (a catalog entry) in the language in use: for code that marks its own
+    words for gettext, like argparse (see :mod:`updater.core.report`)."""
+    return _translations.gettext(message)
+
+
+def translate_plural(singular: str, plural: str, n: int) -> str:
+    """The plural-aware :func:`translate`."""
+    return _translations.ngettext(singular, plural, n)
+
+
 def language() -> str:
     """The language messages are shown in."""
     return _language

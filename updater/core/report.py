@@ -13,10 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
+from updater.core import i18n
 from updater.core.errors import OpusiError, UsageError, exit_code_for
 from updater.core.i18n import _, tr
 
 log = logging.getLogger(__name__)
+
+
+# argparse marks its own words for gettext ("usage: ", "options", its errors) and looks them
+# up with the module-level gettext functions it imported; ours know the language in use and
+# the catalog holding the German for them (build_spec/catalogs.py extracts them).
+argparse._ = i18n.translate  # type: ignore[attr-defined]
+argparse.ngettext = i18n.translate_plural  # type: ignore[attr-defined]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -26,7 +34,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"See '{self.prog} --help'.")
+        raise UsageError(f"{self.prog}: {message}",
+                         hint=_("See '{prog} --help'.", prog=self.prog))
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if status:

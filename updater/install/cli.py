@@ -45,7 +45,8 @@ def _parser() -> ArgumentParser:
         prog="opusi-INSTALLUpdate",
         description=tr(_("Brings an opus i installation to its newest build over the Internet.")),
     )
-    p.add_argument("--version", action="version", version=f"opusi-INSTALLUpdate {__version__}")
+    p.add_argument("--version", action="version", version=f"opusi-INSTALLUpdate {__version__}",
+                   help=tr(_("show the version and exit")))
     p.add_argument(
         "--install-dir",
         type=Path,
@@ -195,8 +196,8 @@ def _early_language(argv: Sequence[str]) -> str | None:
 def _work(argv: Sequence[str]) -> int:
     flag = _early_language(argv)
     i18n.use(choose_language(flag, None, system.ui_language()))
+    runlog.setup_console("-v" in argv or "--verbose" in argv)  # before parsing: its errors
     args = _parser().parse_args(argv)
-    runlog.setup_console(args.verbose)
     if args.list_package is not None:
         return _list_package(args.list_package)
     if _wants_window(args):
