@@ -14,6 +14,7 @@ by git) and go into the frozen programs with the rest of the package.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -73,10 +74,26 @@ def update() -> None:
         print(f"{path.relative_to(ROOT)}: {len(catalog)} messages")
 
 
+def write_numbers(language: str, target: Path) -> None:
+    """The language's number symbols from CLDR (Babel): decimal "," and group "." for German.
+
+    The frozen programs carry these two characters, not Babel and its locale data.
+    """
+    from babel.numbers import get_decimal_symbol, get_group_symbol
+
+    symbols = {"decimal": get_decimal_symbol(language), "group": get_group_symbol(language)}
+    target.write_text(json.dumps(symbols, ensure_ascii=False) + "\n", "utf-8")
+
+
 def compile_all(force: bool = False) -> list[Path]:
-    """Compile each .po to its .mo where the .mo is missing or older; return those written."""
+    """Compile each .po to its .mo where the .mo is missing or older; return those written.
+    Beside each, ``numbers.json`` (:func:`write_numbers`) where it is missing."""
     written = []
     for path in po_files():
+        numbers = path.with_name("numbers.json")
+        if force or not numbers.exists():
+            write_numbers(path.parents[1].name, numbers)
+            written.append(numbers)
         target = path.with_suffix(".mo")
         if not force and target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
             continue

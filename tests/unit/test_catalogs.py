@@ -101,3 +101,13 @@ def test_choice_order() -> None:
     assert choose_language(None, "de", "en") == "de"
     assert choose_language(None, None, "de_DE.UTF-8") == "de"
     assert choose_language(None, None, "fr_FR") == "en"
+
+
+def test_numbers_in_the_languages_way(german: object) -> None:
+    """German shows a decimal comma (the symbol from CLDR, via the build's numbers.json); the
+    English text (the log's) keeps the point; build numbers stay as they are."""
+    text = _("{done:.1f} of {total:.1f} MB", done=1.25, total=1234.5)
+    assert tr(text) == "1,2 von 1234,5 MB"
+    assert str(text) == "1.2 of 1234.5 MB"
+    assert tr(_("Build {build} ({index} of {count})", build=1150, index=2, count=4)) == (
+        "Build 1150 (2 von 4)")

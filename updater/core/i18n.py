@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import gettext
 import importlib.resources
+import json
 import logging
+import string
 from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
@@ -62,21 +64,43 @@ _translations: gettext.NullTranslations = gettext.NullTranslations()
 _language = DEFAULT
 
 
+class _Formatter(string.Formatter):
+    """``str.format`` with the language's decimal and group symbols for numbers: "{mb:.1f}"
+    is "1.5" in English, "1,5" in German (the symbols come from CLDR, written beside the
+    catalog at build time: ``numbers.json``)."""
+
+    def __init__(self, symbols: dict[int, str]) -> None:
+        super().__init__()
+        self.symbols = symbols
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        text = str(super().format_field(value, format_spec))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return text.translate(self.symbols)
+        return text
+
+
+_formatter = _Formatter({})
+
+
 def use(language: str) -> str:
     """Show messages in ``language`` from now on ("de" or "en"); returns the language in use.
 
     A language without a compiled catalog falls back to English (logged).
     """
-    global _translations, _language
+    global _translations, _language, _formatter
+    _translations, _language, _formatter = gettext.NullTranslations(), DEFAULT, _Formatter({})
     if language == DEFAULT or language not in LANGUAGES:
-        _translations, _language = gettext.NullTranslations(), DEFAULT
         return _language
     folder = importlib.resources.files("updater") / "locale"
     try:
         with importlib.resources.as_file(folder) as localedir:
             _translations = gettext.translation(DOMAIN, localedir, languages=[language])
+            numbers = json.loads(
+                (localedir / language / "LC_MESSAGES" / "numbers.json").read_text("utf-8"))
         _language = language
-    except OSError:
+        _formatter = _Formatter(str.maketrans({".": numbers["decimal"], ",": numbers["group"]}))
+    except (OSError, ValueError, KeyError):
         log.warning("no compiled catalog for %r (scripts/catalogs builds it): English", language)
         _translations, _language = gettext.NullTranslations(), DEFAULT
     return _language
@@ -107,7 +131,7 @@ def tr(text: object) -> str:
         return translated
     args = {k: tr(v) if isinstance(v, Text) else v for k, v in text.args.items()}
     try:
-        return translated.format(**args)
+        return _formatter.format(translated, **args)
     except (KeyError, IndexError, ValueError):  # a broken translation must not hide the message
         return str(text)
 
