@@ -258,8 +258,9 @@ def summary(install: Path, data_before: dict[str, str], seconds: float) -> int:
     ok = build == "1155" and same and tree_ok
     if not os.environ.get("DISPLAY"):
         print("   the updater's window: there is no display here, so it ran in text mode (its "
-              "output is in the download folder's updater-output.log); on a desktop, or with "
-              "'xvfb-run scripts/demo', it shows its window; LANG=de_DE.UTF-8 shows it in German")
+              "output is in the download folder's updater-output.log); run on a desktop "
+              "(DISPLAY set) it shows its window and waits for you to close it; "
+              "LANG=de_DE.UTF-8 shows it in German; pictures: docs/screenshots/")
     print("\nDemo " + ("succeeded." if ok else "FAILED."))
     return 0 if ok else 1
 

@@ -27,6 +27,8 @@ PHASES: dict[str, Text] = {
     "restore": _("Restoring the backup"),
 }
 WINDOW_TITLE = _("opus i Internet update")
+#: The text mode's last line (install/cli.py); the window shows the log file on its own line.
+_LOG_LINE = "Log: {file}"
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ def refusal(folder: Path, reason: Text) -> Text:
 
 def success_screen(lines: Sequence[str], log_file: Path | None) -> Result:
     """The end of a run that succeeded (or found nothing to do)."""
-    return Result(True, _("Finished"), tuple(lines), log_file, 0)
+    shown = tuple(line for line in lines  # the log file has a line of its own below
+                  if getattr(line, "msgid", None) != _LOG_LINE)
+    return Result(True, _("Finished"), shown, log_file, 0)
 
 
 def error_screen(error: BaseException, log_file: Path | None) -> Result:
