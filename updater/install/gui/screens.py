@@ -129,6 +129,13 @@ def duration(seconds: float) -> Text:
     return _("{minutes} min", minutes=round(seconds / 60))
 
 
+def size(n: int) -> Text:
+    """A download's size for the admin: "3.2 MB", or "420 kB" below a megabyte."""
+    if n >= 1_000_000:
+        return _("{mb:.1f} MB", mb=n / 1e6)
+    return _("{kb} kB", kb=max(1, round(n / 1e3)) if n else 0)
+
+
 def confirm_screen(root: Path, installed: int, target: int, builds: Sequence[int],
                    download_bytes: int) -> Confirm:
     """The question before an update."""
@@ -138,7 +145,7 @@ def confirm_screen(root: Path, installed: int, target: int, builds: Sequence[int
         (
             _("Installation: {root}", root=root),
             _("Builds to apply: {builds}", builds=", ".join(map(str, builds))),
-            _("To download: {mb:.1f} MB", mb=download_bytes / 1e6),
+            _("To download: {size}", size=size(download_bytes)),
             _("First a backup of the program files is made (the data folders are left as they "
               "are). If anything fails, the backup is restored."),
             _("Close opus i on every workstation before you start."),
