@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_snapshot, make_install, program_files, run_logs, vendor_files
+from tests.conftest import (
+    UNREGISTERED,
+    data_snapshot,
+    make_install,
+    program_files,
+    run_logs,
+    vendor_files,
+)
 from tests.support.wine import kill_windows_processes, stop_wineserver, win_path, wine_env
 from tests.support.xvfb import Display
 from tests.windows.conftest import NEW, OLD, Windows
@@ -71,3 +78,33 @@ def test_the_exe_shows_its_window_and_updates(windows: Windows, display: Display
     assert process.returncode == 0, err
     assert program_files(install) == vendor_files(windows.vendor.trees[NEW], NEW)
     assert data_snapshot(install) == data
+
+
+def test_the_exe_shows_an_error_page(windows: Windows, display: Display, tmp_path: Path) -> None:
+    """Error 7 (license not registered) on the task dialog's result page: the error icon, the
+    number with the vendor's words, what to do, the log file (expanded information), "Protokoll
+    öffnen" and "Schließen"; closed with Return: exit code 7, nothing changed.
+
+    Windows API: TaskDialogIndirect (TD_ERROR_ICON, pszExpandedInformation, custom buttons)."""
+    install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url,
+                           license_number=UNREGISTERED)
+    before = program_files(install)
+    stop_wineserver()
+    env = {**wine_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8"}
+    process = subprocess.Popen(
+        ["wine", str(windows.updater), "--install-dir", win_path(install), "--trusted-root",
+         win_path(windows.vendor.root_file), "--gui", "--yes"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        text=True, errors="replace")
+    try:
+        _shows(install, process, "error 7")
+        window = display.find("^opus i")
+        display.screenshot(window, "windows-6-fehler-7")
+        display.key(window, "Return")
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            kill_windows_processes(win_path(install))
+    assert process.returncode == 7, err
+    assert err.startswith("Fehler 7: Die Registrierung des Lizenznehmers fehlt."), err
+    assert program_files(install) == before
