@@ -121,8 +121,10 @@ def install_build(
             fileops.replace(source, target)
             if advance:
                 advance(1)
-        # No fsync per file or folder here: until the journal is cleared, a crash is undone
-        # from the backup anyway; the caller makes everything durable once, before that.
+        # Each staged file's data was flushed when it was staged (shared/package.py), so each
+        # rename moves durable data; the file systems keep their metadata (the renames, then
+        # the journal's removal) in order. The caller syncs everything once more where the
+        # platform can (sync() on POSIX) before it removes the journal.
         fileops.write_atomic(install / BUILD_FILE, f"{build.build}\n".encode("ascii"))
     except OpusiError:
         raise

@@ -247,11 +247,14 @@ def sync_dir(path: Path) -> None:
 
 
 def sync_all(path: Path) -> None:
-    """Make every write and rename so far durable, once, instead of file by file.
+    """Flush the file systems once more before the journal goes (belt and braces).
 
-    POSIX: ``sync()``, which flushes the file systems (the install's among them). Windows has
-    no such call for a volume without administrator rights; NTFS journals the renames, and the
-    files' data is flushed by the system within seconds (to be confirmed on Windows).
+    What makes an update durable is the same on every platform: each file's data is flushed
+    when it is written (:func:`sync`: ``fsync``, on Windows ``FlushFileBuffers``), before it
+    is renamed into place; the file systems (ext4's journal, NTFS's log) keep the metadata
+    operations in order, so once the journal's removal is on disk, so are the renames before
+    it. POSIX adds ``sync()`` here; Windows has no such call without administrator rights
+    (a power cut with this step left out is the power-cut suite's Windows-like mode).
     """
     _op("sync_all", path)
     if hasattr(os, "sync"):

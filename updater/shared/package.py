@@ -257,6 +257,10 @@ class _StagedFile(Py7zIO):
 
     def _finish(self) -> None:
         assert self._file is not None
+        # the data on disk before the file is renamed into the install: what makes a step
+        # durable on every platform (FlushFileBuffers on Windows, where nothing like sync()
+        # follows), in this lane's thread while the next file is decompressed
+        fileops.sync(self._file)
         self._file.close()
         _set_properties(self._path, self._props)
         self._factory.staged[self._rel] = Staged(self._path, self._size, self._hash.hexdigest())
