@@ -2,8 +2,9 @@
 
 The suites run the real updater (from source or frozen, the very executable customers get) and
 make it fail or stop at one chosen file operation. Nothing here changes which code path the
-updater takes: the hook only watches :mod:`updater.shared.fileops`, and when its operation
-comes it raises the error a failing disk would raise, or kills the process as a power cut would.
+updater takes (but for ``OPUSI_SYNC_ALL``, below): the hook only watches
+:mod:`updater.shared.fileops`, and when its operation comes it raises the error a failing disk
+would raise, or kills the process as a power cut would.
 
 Switched on only when the updater's entry point finds one of these in the environment
 (:func:`activate_from_environment`); unset, as in every real use, this module installs nothing:
@@ -16,7 +17,10 @@ Switched on only when the updater's entry point finds one of these in the enviro
 - ``OPUSI_PAUSE_AT=ID[,ID...]=FOLDER``: right before operation ``ID`` the run creates
   ``FOLDER/<ID>.paused`` (``#`` written as ``_``) and waits (at most two minutes) until
   ``FOLDER/<ID>.go`` exists: a test can look at the window in the middle of a phase, or
-  cancel there.
+  cancel there;
+- ``OPUSI_SYNC_ALL=off``: the one switch of a code path: the final ``sync()`` before the
+  journal goes is left out, as on Windows, which has no such call (the power-cut suite's
+  Windows-like mode).
 
 ``ID`` is an operation's identity, ``lane#number`` (:attr:`updater.shared.fileops.Operation.ident`),
 the same in every run of the same update even where lanes run in parallel.
@@ -36,7 +40,8 @@ from typing import TextIO
 
 from updater.shared import fileops
 
-ENVIRONMENT = ("OPUSI_FAULT_PLAN", "OPUSI_KILL_AT", "OPUSI_OPS_FILE", "OPUSI_PAUSE_AT")
+ENVIRONMENT = ("OPUSI_FAULT_PLAN", "OPUSI_KILL_AT", "OPUSI_OPS_FILE", "OPUSI_PAUSE_AT",
+               "OPUSI_SYNC_ALL")
 
 
 @dataclass
@@ -132,6 +137,8 @@ def plan_from(environ: Mapping[str, str]) -> FaultPlan | None:
 
 def activate_from_environment() -> FaultPlan | None:
     """Install the plan the environment asks for as the seam's hook (none: nothing happens)."""
+    if os.environ.get("OPUSI_SYNC_ALL") == "off":
+        fileops.set_global_sync(False)
     plan = plan_from(os.environ)
     if plan is not None:
         fileops.set_hook(plan)

@@ -257,8 +257,18 @@ def sync_all(path: Path) -> None:
     (a power cut with this step left out is the power-cut suite's Windows-like mode).
     """
     _op("sync_all", path)
-    if hasattr(os, "sync"):
+    if hasattr(os, "sync") and _global_sync:
         os.sync()
+
+
+_global_sync = True
+
+
+def set_global_sync(enabled: bool) -> None:
+    """Switch :func:`sync_all`'s ``sync()`` off: the power-cut suite's Windows-like mode
+    (through the test hook ``OPUSI_SYNC_ALL=off``; never in real use)."""
+    global _global_sync
+    _global_sync = enabled
 
 
 def write_atomic(path: Path, data: bytes) -> None:
