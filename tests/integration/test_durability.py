@@ -11,25 +11,17 @@ that order for every file; the power-cut suite shows what happens without it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import Vendor, make_install, program_files, vendor_files
-from tests.support.crash import hook_env, read_ops
+from tests.support.crash import read_ops, run_updater
 from updater.core.paths import BUILD_FILE
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_file_is_flushed_before_it_is_renamed_into_place(
         vendor: Vendor, server_url: str, tmp_path: Path) -> None:
     install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "updater.install.cli", "--install-dir", str(install),
-         "--trusted-root", str(vendor.root_file), "--yes", "--progress", "none"],
-        cwd=ROOT, env=hook_env(ops_file=tmp_path / "ops"), capture_output=True, text=True,
-        timeout=120)
+    done = run_updater(install, vendor.root_file, ops_file=tmp_path / "ops", timeout=120)
     assert done.returncode == 0, done.stderr
     assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
     run = read_ops(tmp_path / "ops", install)

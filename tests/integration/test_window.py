@@ -29,7 +29,7 @@ from tests.conftest import (
     run_logs,
     vendor_files,
 )
-from tests.support.crash import hook_env, read_ops
+from tests.support.crash import hook_env, read_ops, run_updater
 from tests.support.xvfb import Display
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,11 +86,7 @@ class Window:
 def _counted(vendor: Vendor, server_url: str, tmp_path: Path) -> list[tuple[str, str]]:
     """A clean text-mode run's operations: (identity, "kind path")."""
     install = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "updater.install.cli", "--install-dir", str(install),
-         "--trusted-root", str(vendor.root_file), "--yes", "--progress", "none"],
-        cwd=ROOT, env=hook_env(ops_file=tmp_path / "ops"), capture_output=True, text=True,
-        timeout=120)
+    done = run_updater(install, vendor.root_file, ops_file=tmp_path / "ops", timeout=120)
     assert done.returncode == 0, done.stderr
     run = read_ops(tmp_path / "ops", install)
     return list(zip(run.ids, run.ops, strict=True))

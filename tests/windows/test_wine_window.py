@@ -45,6 +45,38 @@ def _shows(install: Path, process: subprocess.Popen[str], what: str) -> None:
     time.sleep(1.0)  # drawn at the dialog's next timer tick
 
 
+def _start(windows: Windows, display: Display, install: Path,
+           *args: str) -> subprocess.Popen[str]:
+    """The .exe with ``--gui`` on ``install``, in German, on the display."""
+    # Wine's desktop belongs to the wineserver's session: one started by an earlier test
+    # without a display has no screen, and a dialog there ends at once (the updater then goes
+    # on without its window, as on a machine without a desktop). A fresh session gets one.
+    stop_wineserver()
+    env = {**wine_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8"}
+    return subprocess.Popen(
+        ["wine", str(windows.updater), "--install-dir", win_path(install), "--trusted-root",
+         win_path(windows.vendor.root_file), "--gui", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        text=True, errors="replace")
+
+
+def _walk(display: Display, install: Path, process: subprocess.Popen[str],
+          pages: list[tuple[str, str]]) -> tuple[int, str]:
+    """Wait for each page, photograph it, press Return (its default button); return the exit
+    code and stderr (the process killed if it hangs)."""
+    try:
+        for page, shot in pages:
+            _shows(install, process, page)
+            window = display.find("^opus i")
+            display.screenshot(window, shot)
+            display.key(window, "Return")
+        _out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            kill_windows_processes(win_path(install))
+    return process.returncode, err
+
+
 def test_the_exe_shows_its_window_and_updates(windows: Windows, display: Display,
                                               tmp_path: Path) -> None:
     """Confirm page, start (Return), the result page, close (Return): exit 0, build 1155.
@@ -53,29 +85,10 @@ def test_the_exe_shows_its_window_and_updates(windows: Windows, display: Display
     TDM_SET_PROGRESS_BAR_POS, TDM_SET_ELEMENT_TEXT; GetUserDefaultUILanguage."""
     install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url)
     data = data_snapshot(install)
-    # Wine's desktop belongs to the wineserver's session: one started by an earlier test
-    # without a display has no screen, and a dialog there ends at once (the updater then goes
-    # on without its window, as on a machine without a desktop). A fresh session gets one.
-    stop_wineserver()
-    env = {**wine_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8"}
-    process = subprocess.Popen(
-        ["wine", str(windows.updater), "--install-dir", win_path(install), "--trusted-root",
-         win_path(windows.vendor.root_file), "--gui"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        text=True, errors="replace")
-    try:
-        _shows(install, process, "confirm")
-        window = display.find("^opus i")
-        display.screenshot(window, "windows-1-bestaetigen")
-        display.key(window, "Return")
-        _shows(install, process, "success")
-        display.screenshot(window, "windows-2-fertig")
-        display.key(window, "Return")
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            kill_windows_processes(win_path(install))
-    assert process.returncode == 0, err
+    process = _start(windows, display, install)
+    code, err = _walk(display, install, process,
+                      [("confirm", "windows-1-bestaetigen"), ("success", "windows-2-fertig")])
+    assert code == 0, err
     assert program_files(install) == vendor_files(windows.vendor.trees[NEW], NEW)
     assert data_snapshot(install) == data
 
@@ -89,22 +102,8 @@ def test_the_exe_shows_an_error_page(windows: Windows, display: Display, tmp_pat
     install = make_install(tmp_path / "opusi", windows.vendor.trees[OLD], OLD, windows.url,
                            license_number=UNREGISTERED)
     before = program_files(install)
-    stop_wineserver()
-    env = {**wine_env(), "DISPLAY": display.name, "LANG": "de_DE.UTF-8"}
-    process = subprocess.Popen(
-        ["wine", str(windows.updater), "--install-dir", win_path(install), "--trusted-root",
-         win_path(windows.vendor.root_file), "--gui", "--yes"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        text=True, errors="replace")
-    try:
-        _shows(install, process, "error 7")
-        window = display.find("^opus i")
-        display.screenshot(window, "windows-6-fehler-7")
-        display.key(window, "Return")
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            kill_windows_processes(win_path(install))
-    assert process.returncode == 7, err
+    process = _start(windows, display, install, "--yes")
+    code, err = _walk(display, install, process, [("error 7", "windows-6-fehler-7")])
+    assert code == 7, err
     assert err.startswith("Fehler 7: Die Registrierung des Lizenznehmers fehlt."), err
     assert program_files(install) == before
