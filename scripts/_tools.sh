@@ -21,6 +21,8 @@ _OPUSI_PACKAGES=(
     "xvfb         Xvfb"                    # a display for the window tests (test_window)
     "xdotool      xdotool"                 # keys into the window under Xvfb (test_window)
     "e2fsprogs    chattr"                  # chattr, for the "file cannot be replaced" fault cases (and test_preflight as root)
+    "qemu-system-x86 qemu-system-x86_64"   # the power-cut guest (tests/powercut, scripts/powercut)
+    "busybox-static  /bin/busybox"         # the guest's shell and tools (its kernel, linux-image-cloud-amd64, tests/support/qemu.py installs)
 )
 
 opusi_tools() {

@@ -170,8 +170,8 @@ def program_libs(programs: Sequence[Path]) -> list[Path]:
     for program in programs:
         out = subprocess.run(["ldd", str(program)], capture_output=True, text=True).stdout
         found.update(Path(p) for p in re.findall(r"(/\S+) \(0x", out))
-    for name in SYSTEM_LIBS:
-        found.update(d / name for d in LIB_DIRS if (d / name).exists())
+    for name in SYSTEM_LIBS:  # the first folder only: with merged /usr, /lib is /usr/lib
+        found.update([d / name for d in LIB_DIRS if (d / name).exists()][:1])
     return sorted(found)
 
 
@@ -200,6 +200,7 @@ def build_boot(programs: Sequence[Path] = ()) -> BootFiles:
     out = CACHE / key.hexdigest()[:16]
     names = tuple(_modname(m.name) for m in mods)
     if (out / "initrd.cpio.gz").exists():
+        out.touch()  # last used: builds unused for a week are removed
         return BootFiles(out / "vmlinuz", out / "initrd.cpio.gz", names, 0.0)
     start = time.monotonic()
     archive = Cpio()
@@ -225,6 +226,9 @@ def build_boot(programs: Sequence[Path] = ()) -> BootFiles:
                 made.add(folder)
         archive.file(str(lib).lstrip("/"), lib.read_bytes())
     data = archive.finish()
+    for old in CACHE.glob("[0-9a-f]" * 16):  # builds of earlier inputs, unused for a week
+        if time.time() - old.stat().st_mtime > 7 * 86400:
+            shutil.rmtree(old, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(kernel, out / "vmlinuz")
     (out / "initrd.cpio.gz.part").write_bytes(data)

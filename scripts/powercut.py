@@ -1,0 +1,188 @@
+"""Power cuts against a Linux guest under QEMU (see :mod:`tests.support.qemu`).
+
+``--selftest`` shows that a cut loses what was not yet on the disk and only that: the guest
+writes file A without fsync and file B with fsync, prints a marker, and the power goes right
+after it (or a few seconds later); after the next boot A must be lost and B intact.
+
+``--updater`` cuts the frozen updater's power while it applies an update (``--offline`` against
+the test repository, builds 1147 to 1155), boots again, lets the updater recover, and requires
+the install to be exactly build 1147 or 1155 and the customer data unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import qemu  # noqa: E402
+from tests.support.powercut import MODES, TRIGGERS, updater_case, updater_setup  # noqa: E402
+
+MARK = "POWERCUT-MARK"
+
+#: Guest script of the self-test: A without fsync, B with fsync, their hashes, the marker.
+WRITE = """cd /mnt/install
+dd if=/dev/urandom of=A.bin bs=64k count=16 2>/dev/null
+dd if=/dev/urandom of=B.bin bs=64k count=16 conv=fsync 2>/dev/null
+{sync}
+echo "HASH A $(sha256sum A.bin | cut -d' ' -f1)"
+echo "HASH B $(sha256sum B.bin | cut -d' ' -f1)"
+echo POWERCUT-MARK
+sleep 120
+"""
+#: Guest script of the boot after the cut: ext4 replays its journal on mounting; show the files.
+CHECK = "ls -l /mnt/install\n"
+
+
+def log(text: str) -> None:
+    print(f"powercut: {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Tally:
+    """One row of the self-test's table."""
+
+    label: str
+    tries: int = 0
+    a_missing: int = 0
+    a_empty: int = 0
+    a_intact: int = 0
+    b_intact: int = 0
+    fsck_clean: int = 0
+    cut: int = 0
+
+
+def _hash(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def selftest_try(files: qemu.BootFiles, work: Path, tools: Path, script: str, delay: float,
+                 tally: Tally, echo: bool) -> float:
+    """One try: fresh disk, write and cut, boot again, check on the host. Returns its seconds."""
+    start = time.monotonic()
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    image = qemu.make_image(work / "install.raw", empty, 64)
+    first = qemu.boot(files, image, tools, script, cut_on=MARK, cut_delay=delay, finish="none",
+                      timeout=300, echo=echo, log=work / "boot1.log")
+    hashes = dict(line.split() for line in first.after("HASH"))
+    second = qemu.boot(files, image, tools, "check.sh", timeout=300, echo=echo,
+                       log=work / "boot2.log")
+    code, _ = qemu.fsck(image)
+    tree = qemu.extract(image, work / "extract")
+    a, b = tree / "A.bin", tree / "B.bin"
+    tally.tries += 1
+    tally.cut += first.cut
+    tally.a_missing += not a.is_file()
+    tally.a_empty += a.is_file() and a.stat().st_size == 0
+    tally.a_intact += _hash(a) == hashes.get("A")
+    tally.b_intact += "B" in hashes and _hash(b) == hashes["B"]
+    tally.fsck_clean += code == 0 and second.exit_code == 0
+    return time.monotonic() - start
+
+
+def selftest(tries: int, echo: bool) -> int:
+    """Cut after the marker ``tries`` times, twice 7 s later, once after ``sync``; print a table."""
+    files = qemu.build_boot()
+    log(f"initramfs: {files.initrd} ({files.seconds:.1f} s to build; 0 = cached); "
+        f"modules: {', '.join(files.modules)}")
+    with tempfile.TemporaryDirectory(prefix="powercut-") as tmp:
+        work = Path(tmp)
+        src = work / "tools"
+        src.mkdir()
+        (src / "write.sh").write_text(WRITE.format(sync=""))
+        (src / "write-sync.sh").write_text(WRITE.format(sync="sync"))
+        (src / "check.sh").write_text(CHECK)
+        tools = qemu.make_image(work / "tools.raw", src, 16, "tools")
+        rows = [(Tally("cut right after the marker"), "write.sh", 0.0, tries),
+                (Tally("cut 7 s after the marker"), "write.sh", 7.0, 2),
+                (Tally("control: sync, then cut"), "write-sync.sh", 0.0, 1)]
+        times: list[float] = []
+        for tally, script, delay, count in rows:
+            for i in range(count):
+                times.append(selftest_try(files, work, tools, script, delay, tally, echo))
+                log(f"{tally.label} #{i + 1}: {times[-1]:.1f} s")
+    print("| case | tries | power cut | A missing | A empty | A intact | B intact "
+          "| fsck clean after reboot |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for tally, *_ in rows:
+        print(f"| {tally.label} | {tally.tries} | {tally.cut} | {tally.a_missing} "
+              f"| {tally.a_empty} | {tally.a_intact} | {tally.b_intact} | {tally.fsck_clean} |")
+    print(f"\none try (two boots, fsck, extract): {min(times):.1f}-{max(times):.1f} s")
+    main, delayed, control = (r[0] for r in rows)
+    ok = (main.cut == main.tries and main.a_missing + main.a_empty == main.tries
+          and main.b_intact == main.tries
+          and control.a_intact == control.tries and control.b_intact == control.tries
+          and all(r[0].fsck_clean == r[0].tries for r in rows) and delayed.b_intact == 2)
+    print("self-test:", "PASSED" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def run_cases(trigger: str, delays: Sequence[float], recovery: str, echo: bool,
+              mode: str = "linux") -> int:
+    """One updater case per delay; print a table; 0 when every case ended at 1147 or 1155."""
+    with tempfile.TemporaryDirectory(prefix="powercut-updater-") as tmp:
+        work = Path(tmp)
+        files, tools, install, trees = updater_setup(work)
+        cases = []
+        for delay in delays:
+            cases.append(updater_case(files, work, tools, install, trees, trigger, delay,
+                                      recovery, echo, mode))
+            log(f"case {cases[-1]}")
+        if not all(c.ok for c in cases):
+            kept = Path(tempfile.mkdtemp(prefix="powercut-logs-"))
+            for item in work.glob("*.log"):
+                shutil.copy2(item, kept)
+            log(f"guest consoles kept in {kept}")
+    print("| mode | cut | recovery run | power cut | rc before cut | BUILD after cut "
+          "| recovery rc | final build | data identical | fsck clean | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---: |")
+    for c in cases:
+        print(f"| {c.mode} | {c.delay} s after {c.trigger} | {c.recovery} | {c.cut} | {c.first_rc} "
+              f"| {c.after_cut} | {c.recovery_rc} "
+              f"| {c.final} | {c.data_same} | {c.fsck_clean} | {c.seconds:.0f} |")
+    # a run that reported success (rc 0 before the cut) must have left 1155 on the disk
+    ok = all(c.ok for c in cases)
+    print("updater cases:", "PASSED" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/powercut", description=__doc__)
+    parser.add_argument("--selftest", action="store_true", help="A without, B with fsync")
+    parser.add_argument("--updater", action="store_true", help="cut the frozen updater")
+    parser.add_argument("--tries", type=int, default=5, help="self-test tries (default 5)")
+    parser.add_argument("--cut-on", choices=sorted(TRIGGERS), default="apply",
+                        help="updater: cut once the apply phase began, or once it ended")
+    parser.add_argument("--delays", default="0,0.15,0.3,0.45,0.6,0.75,0.9,1.05,1.2",
+                        help="updater: seconds after --cut-on's line to cut at")
+    parser.add_argument("--recovery", choices=("repo", "norepo"), default="repo",
+                        help="updater: the next run has the repository, or an empty folder")
+    parser.add_argument("--mode", choices=sorted(MODES), default="linux",
+                        help="updater: Linux as it is, or Windows-like (no final sync())")
+    parser.add_argument("--echo", action="store_true", help="show the guest's console")
+    args = parser.parse_args(argv)
+    if not (args.selftest or args.updater):
+        parser.error("choose --selftest and/or --updater")
+    installed = qemu.ensure_packages()
+    log(f"installed from Debian: {', '.join(installed) or 'nothing (all present)'}")
+    code = 0
+    if args.selftest:
+        code |= selftest(args.tries, args.echo)
+    if args.updater:
+        delays = [float(d) for d in args.delays.split(",")]
+        code |= run_cases(args.cut_on, delays, args.recovery, args.echo, args.mode)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

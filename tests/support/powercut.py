@@ -1,0 +1,144 @@
+"""The updater under power cuts: one case is a guest that runs the frozen updater and loses its
+power at a chosen moment, a second boot in which the updater recovers, and a check on the host.
+
+Used by ``scripts/powercut`` (the full suite, a table) and ``tests/powercut`` (a handful of cuts
+in ``scripts/test``). The guest and the cut are :mod:`tests.support.qemu`'s; this module knows
+the updater: the guest scripts, where to cut, and what counts as a good outcome (the install at
+exactly build 1147 or 1155, the customer data unchanged, ``e2fsck -fn`` clean, and a run that
+reported success left 1155).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support import qemu
+
+
+def log(text: str) -> None:
+    print(f"powercut: {text}", file=sys.stderr, flush=True)
+
+
+#: Guest script of both boots of an updater case: the update (the second time: the recovery).
+UPDATE = """export OPUSI_STATE_DIR=/tmp/state{extra}
+echo "BUILD-BEFORE $(cat /mnt/install/opusi/BUILD 2>/dev/null || echo none)"
+/mnt/tools/opusi-INSTALLUpdate --offline /mnt/tools/{repo} --install-dir /mnt/install/opusi \\
+    --trusted-root /mnt/tools/root.json --yes --no-gui --progress json
+echo "UPDATER-RC $?"
+echo "BUILD-AFTER $(cat /mnt/install/opusi/BUILD 2>/dev/null || echo none)"
+"""
+#: The modes: Linux as it is (the final sync() before the journal goes), and Windows-like: no
+#: such sync (the test hook OPUSI_SYNC_ALL=off), ext4 mounted noauto_da_alloc so that a rename
+#: over a file no longer forces its data out (NTFS does not either).
+MODES = {"linux": "", "windows-like": "\nexport OPUSI_SYNC_ALL=off"}
+MOUNT_OPTIONS = {"linux": "rw", "windows-like": "rw,noauto_da_alloc"}
+#: Where the power goes: once the apply phase began (plus the delay), or once the updater ended.
+TRIGGERS = {"apply": '"phase": "apply"', "done": "UPDATER-RC"}
+
+
+@dataclass
+class Case:
+    """One updater case: its cut, the state the next boot found, the state after recovery."""
+
+    trigger: str
+    delay: float
+    recovery: str
+    mode: str = "linux"
+    cut: bool = False
+    after_cut: str = "?"
+    first_rc: str = "-"
+    recovery_rc: str = "?"
+    final: str = "neither"
+    data_same: bool = False
+    fsck_clean: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Exactly build 1147 or 1155, the data unchanged, the file system clean, and a run
+        that reported success (exit code 0 before the cut) left 1155."""
+        return (self.final in ("1147", "1155") and self.data_same and self.fsck_clean
+                and (self.first_rc != "0" or self.final == "1155"))
+
+
+def updater_setup(work: Path) -> tuple[qemu.BootFiles, Path, Path, dict[int, Path]]:
+    """The cached vendor and frozen updater, boot files, tools image, install source tree."""
+    from tests.conftest import Vendor, make_install, make_vendor  # noqa: PLC0415
+    from tests.support.frozen_build import build_frozen  # noqa: PLC0415
+
+    base = qemu.CACHE / "vendor"
+    if (base / ".done").exists():
+        trees = {int(p.name[5:]): p for p in base.glob("tree-*")}
+        vendor = Vendor(base / "repo", base / "keys", base / "licenses.sqlite3", trees)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+        vendor = make_vendor(base)
+        (base / ".done").touch()
+    start = time.monotonic()
+    exe, _ = build_frozen(vendor.root_file, qemu.CACHE / "dist")
+    log(f"frozen updater {exe} ({time.monotonic() - start:.1f} s; reused when unchanged)")
+    files = qemu.build_boot([exe])
+    log(f"initramfs with glibc for it: {files.seconds:.1f} s to build (0 = cached)")
+    src = work / "tools"
+    src.mkdir()
+    shutil.copy2(exe, src / exe.name)
+    shutil.copytree(vendor.repo, src / "repo")
+    shutil.copy2(vendor.root_file, src / "root.json")
+    (src / "norepo").mkdir()
+    for mode, extra in MODES.items():
+        # the cut boot stays up after the updater ended, so a cut can come seconds later
+        # (the page cache still unwritten); the recovery boots power off when done
+        (src / f"update-{mode}.sh").write_text(UPDATE.format(repo="repo", extra=extra)
+                                                + "sleep 60\n")
+        (src / f"recover-repo-{mode}.sh").write_text(UPDATE.format(repo="repo", extra=extra))
+        (src / f"recover-norepo-{mode}.sh").write_text(UPDATE.format(repo="norepo",
+                                                                     extra=extra))
+    size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) // 2**20
+    tools = qemu.make_image(work / "tools.raw", src, size * 2 + 32, "tools")
+    install = make_install(work / "install" / "opusi", vendor.trees[1147], 1147,
+                           "http://127.0.0.1:9")
+    return files, tools, install, vendor.trees
+
+
+def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
+                 trees: dict[int, Path], trigger: str, delay: float, recovery: str,
+                 echo: bool, mode: str = "linux") -> Case:
+    """Cut ``delay`` s after ``trigger``, boot again (the updater recovers), check.
+
+    ``recovery`` "repo": the next run has the repository and goes on to 1155; "norepo": it has
+    an empty folder instead, so it can only restore (or keep) what the journal says.
+    """
+    from tests.conftest import data_snapshot, program_files, vendor_files  # noqa: PLC0415
+
+    case, start = Case(trigger, delay, recovery, mode), time.monotonic()
+    image = qemu.make_image(work / "install.raw", install.parent, 128)
+    name = f"{mode}-{trigger}-{delay}-{recovery}"
+    first = qemu.boot(files, image, tools, f"update-{mode}.sh", cut_on=TRIGGERS[trigger],
+                      cut_delay=delay, finish="none", timeout=900, echo=echo,
+                      log=work / f"cut-{name}.log", mountopts=MOUNT_OPTIONS[mode])
+    case.cut = first.cut
+    apply, end = first.first(TRIGGERS["apply"]), first.first("UPDATER-RC")
+    log(f"boot {first.ready or 0:.1f} s to /init ready; apply began at {apply or 0:.1f} s"
+        + (f", updater ended at {end:.1f} s" if end else ""))
+    case.first_rc = (first.after("UPDATER-RC") or ["-"])[0]
+    script = f"recover-{recovery}-{mode}.sh"
+    second = qemu.boot(files, image, tools, script, timeout=900, echo=echo,
+                       log=work / f"recover-{name}.log", mountopts=MOUNT_OPTIONS[mode])
+    case.after_cut = (second.after("BUILD-BEFORE") or ["?"])[0]
+    case.recovery_rc = (second.after("UPDATER-RC") or ["?"])[0]
+    code, report = qemu.fsck(image)
+    case.fsck_clean = code == 0
+    if not case.fsck_clean:
+        log(f"e2fsck -fn: {report}")
+    tree = qemu.extract(image, work / "extract") / "opusi"
+    have = program_files(tree)
+    for build in (1147, 1155):
+        if have == vendor_files(trees[build], build):
+            case.final = str(build)
+    case.data_same = data_snapshot(tree) == data_snapshot(install)
+    case.seconds = time.monotonic() - start
+    return case
