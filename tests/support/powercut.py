@@ -37,7 +37,8 @@ echo "BUILD-AFTER $(cat /mnt/install/opusi/BUILD 2>/dev/null || echo none)"
 MODES = {"linux": "", "windows-like": "\nexport OPUSI_SYNC_ALL=off"}
 MOUNT_OPTIONS = {"linux": "rw", "windows-like": "rw,noauto_da_alloc"}
 #: Where the power goes: once the apply phase began (plus the delay), or once the updater ended.
-TRIGGERS = {"apply": '"phase": "apply"', "done": "UPDATER-RC"}
+TRIGGERS = {"download": '"phase": "download"', "backup": '"phase": "backup"',
+            "apply": '"phase": "apply"', "done": "UPDATER-RC"}
 
 
 @dataclass

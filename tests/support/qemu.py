@@ -80,8 +80,11 @@ def ensure_packages(optional: bool = True) -> list[str]:
     if missing:
         print(f"powercut: installing {' '.join(missing)} (apt-get)", file=sys.stderr, flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+        if subprocess.run(command, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            # the package lists may be stale or empty (a fresh machine): refresh, try again
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     return missing
 
 
