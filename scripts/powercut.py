@@ -129,17 +129,22 @@ def selftest(tries: int, echo: bool) -> int:
 
 #: The full plan: (trigger, delays, recovery run) for each phase worth cutting in. The apply
 #: phase of 1147 -> 1155 takes about 1.1 s in the guest, the backup and the downloads less.
-FULL_PLAN: tuple[tuple[str, tuple[float, ...], str], ...] = (
+FULL_PLAN: tuple[tuple[str, tuple[float, ...], str], ...] = (  # (trigger, delays, recovery)
     ("download", (0.0, 0.2, 0.4, 0.6, 0.8), "repo"),
     ("backup", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), "repo"),
     ("apply", tuple(round(0.1 * n, 1) for n in range(14)), "repo"),
     ("apply", tuple(round(0.1 * n + 0.05, 2) for n in range(12)), "norepo"),
     ("done", (0.0, 1.0, 3.0, 6.0, 10.0, 15.0), "norepo"),
 )
+#: Cuts inside a recovering run's restore: (delay into apply, delay into the restore).
+#: (Into apply later than about 0.6 s, the update is done and there is nothing to restore.)
+RECOVERY_PLAN = ((0.2, 0.15), (0.3, 0.0), (0.3, 0.1), (0.4, 0.05), (0.4, 0.2), (0.5, 0.0),
+                 (0.5, 0.1), (0.5, 0.2))
 
 
 def run_cases(plan: Sequence[tuple[str, Sequence[float], str]], echo: bool,
-              mode: str = "linux") -> int:
+              mode: str = "linux",
+              recovery_plan: Sequence[tuple[float, float]] = ()) -> int:
     """One updater case per (trigger, delay, recovery); print a table; 0 when every case ended
     well (:attr:`tests.support.powercut.Case.ok`)."""
     with tempfile.TemporaryDirectory(prefix="powercut-updater-") as tmp:
@@ -151,6 +156,10 @@ def run_cases(plan: Sequence[tuple[str, Sequence[float], str]], echo: bool,
                 cases.append(updater_case(files, work, tools, install, trees, trigger, delay,
                                           recovery, echo, mode))
                 log(f"case {len(cases)}: {cases[-1]}")
+        for delay, into_restore in recovery_plan:
+            cases.append(updater_case(files, work, tools, install, trees, "apply", delay,
+                                      "norepo", echo, mode, recovery_cut=into_restore))
+            log(f"case {len(cases)}: {cases[-1]}")
         if not all(c.ok for c in cases):
             kept = Path(tempfile.mkdtemp(prefix="powercut-logs-"))
             for item in work.glob("*.log"):
@@ -187,8 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="updater: seconds after --cut-on's line to cut at")
     parser.add_argument("--recovery", choices=("repo", "norepo"), default="repo",
                         help="updater: the next run has the repository, or an empty folder")
-    parser.add_argument("--plan", choices=("full",), default=None,
-                        help="updater: the full plan (cuts in every phase) instead of --cut-on")
+    parser.add_argument("--plan", choices=("full", "recovery"), default=None,
+                        help="updater: the full plan (cuts in every phase, and inside a "
+                             "recovering run's restore), or only the latter, instead of --cut-on")
     parser.add_argument("--mode", choices=sorted(MODES), default="linux",
                         help="updater: Linux as it is, or Windows-like (no final sync())")
     parser.add_argument("--echo", action="store_true", help="show the guest's console")
@@ -202,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code |= selftest(args.tries, args.echo)
     if args.updater:
         delays = [float(d) for d in args.delays.split(",")]
-        plan = FULL_PLAN if args.plan == "full" else ((args.cut_on, delays, args.recovery),)
-        code |= run_cases(plan, args.echo, args.mode)
+        plan = {"full": FULL_PLAN, "recovery": ()}.get(
+            args.plan or "", ((args.cut_on, delays, args.recovery),))
+        code |= run_cases(plan, args.echo, args.mode, RECOVERY_PLAN if args.plan else ())
     return code
 
 

@@ -38,7 +38,8 @@ MODES = {"linux": "", "windows-like": "\nexport OPUSI_SYNC_ALL=off"}
 MOUNT_OPTIONS = {"linux": "rw", "windows-like": "rw,noauto_da_alloc"}
 #: Where the power goes: once the apply phase began (plus the delay), or once the updater ended.
 TRIGGERS = {"download": '"phase": "download"', "backup": '"phase": "backup"',
-            "apply": '"phase": "apply"', "done": "UPDATER-RC"}
+            "apply": '"phase": "apply"', "done": "UPDATER-RC",
+            "restore": "An earlier update was interrupted"}  # a recovering run's restore
 
 
 @dataclass
@@ -107,11 +108,13 @@ def updater_setup(work: Path) -> tuple[qemu.BootFiles, Path, Path, dict[int, Pat
 
 def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
                  trees: dict[int, Path], trigger: str, delay: float, recovery: str,
-                 echo: bool, mode: str = "linux") -> Case:
+                 echo: bool, mode: str = "linux", recovery_cut: float | None = None) -> Case:
     """Cut ``delay`` s after ``trigger``, boot again (the updater recovers), check.
 
     ``recovery`` "repo": the next run has the repository and goes on to 1155; "norepo": it has
     an empty folder instead, so it can only restore (or keep) what the journal says.
+    ``recovery_cut``: cut the recovering run too, that many seconds after its restore began
+    (a cut inside a restore, inside a recovery run); a third boot then recovers.
     """
     from tests.conftest import data_snapshot, program_files, vendor_files  # noqa: PLC0415
 
@@ -127,6 +130,13 @@ def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
         + (f", updater ended at {end:.1f} s" if end else ""))
     case.first_rc = (first.after("UPDATER-RC") or ["-"])[0]
     script = f"recover-{recovery}-{mode}.sh"
+    if recovery_cut is not None:
+        case.trigger += f", then {recovery_cut} s into the recovery's restore"
+        interrupted = qemu.boot(files, image, tools, script, cut_on=TRIGGERS["restore"],
+                                cut_delay=recovery_cut, finish="none", timeout=900,
+                                echo=echo, log=work / f"recover-cut-{name}.log",
+                                mountopts=MOUNT_OPTIONS[mode])
+        case.cut = case.cut and interrupted.cut
     second = qemu.boot(files, image, tools, script, timeout=900, echo=echo,
                        log=work / f"recover-{name}.log", mountopts=MOUNT_OPTIONS[mode])
     case.after_cut = (second.after("BUILD-BEFORE") or ["?"])[0]

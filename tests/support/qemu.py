@@ -233,9 +233,12 @@ def build_boot(programs: Sequence[Path] = ()) -> BootFiles:
         if time.time() - old.stat().st_mtime > 7 * 86400:
             shutil.rmtree(old, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(kernel, out / "vmlinuz")
-    (out / "initrd.cpio.gz.part").write_bytes(data)
-    (out / "initrd.cpio.gz.part").rename(out / "initrd.cpio.gz")
+    # two runs may build the same key at once: each writes its own part, the last one wins
+    part = f".part-{os.getpid()}"
+    shutil.copyfile(kernel, out / f"vmlinuz{part}")
+    os.replace(out / f"vmlinuz{part}", out / "vmlinuz")
+    (out / f"initrd.cpio.gz{part}").write_bytes(data)
+    os.replace(out / f"initrd.cpio.gz{part}", out / "initrd.cpio.gz")
     return BootFiles(out / "vmlinuz", out / "initrd.cpio.gz", names, time.monotonic() - start)
 
 
