@@ -23,7 +23,6 @@ both (tests). Recording is best effort: a failure is logged, never fatal.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from updater.core.i18n import Text, _
 from updater.core.paths import BUILD_FILE, CONFIG_FILE
+from updater.shared.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 STATE_ENV = "OPUSI_STATE_DIR"
@@ -80,16 +80,11 @@ def record(root: Path, by: str) -> None:
     """Note on this machine that ``root`` is an opus i install (best effort)."""
     folder = record_folder()
     entry = {"path": str(root), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), "by": by}
-    target = folder / f"{_key(root)}.json"
-    part = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        part.write_text(json.dumps(entry), "utf-8")
-        os.replace(part, target)
+        atomic_write_bytes(folder / f"{_key(root)}.json", json.dumps(entry).encode("utf-8"))
     except OSError as e:
         log.warning("the install %s could not be recorded in %s: %s", root, folder, e)
-        with contextlib.suppress(OSError):
-            part.unlink()
 
 
 def recorded() -> list[Path]:

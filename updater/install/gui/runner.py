@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from updater.core.i18n import Text
+from updater.core.i18n import Text, _
 from updater.core.plan import UpdatePlan
 from updater.install.gui.screens import (
     Choose,
     Confirm,
+    Progress,
     ProgressTracker,
     Result,
     choose_screen,
@@ -67,12 +68,10 @@ class Session:
     finished: bool = False
     places: tuple[Text, ...] = ()  # where the install search looked (the folder question)
 
-    def offer_folder(self, folder: Path | None) -> Choose | None:
-        """The admin's answer to the folder question: a folder, or None for cancel.
-
-        Returns None when the answer was taken, else the question again saying why the
-        folder is refused (not an install: no BUILD, no update.ini).
-        """
+    def offer_folder(self, folder: Path | None) -> Choose | Progress:
+        """The admin's answer to the folder question (a folder, or None for cancel), and the
+        screen to show next: the question again saying why the folder is refused (not an
+        install: no BUILD, no update.ini), or the run going on."""
         if folder is not None:
             problem = installs.install_problem(folder)
             if problem is not None:
@@ -80,7 +79,7 @@ class Session:
                 return choose_screen(self.places, folder, refusal(folder, problem))
         log.info("window: the administrator chose %s", folder if folder else "no folder")
         self.folder.put(folder)
-        return None
+        return Progress(_("Preparing the update ..."), "", None)
 
     def request_cancel(self) -> None:
         if not self.cancel.is_set():

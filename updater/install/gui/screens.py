@@ -46,7 +46,7 @@ class Choose:
     heading: Text
     lines: tuple[Text, ...]
     start_in: Path | None = None  # where the folder chooser opens
-    refused: Text | None = None  # why the folder chosen last is not an install
+    refused: Text | None = None  # why the folder chosen last is not an install (in lines too)
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,7 @@ def choose_screen(places: Sequence[Text], start_in: Path | None,
             lines(places),
             _("Choose the opus i program folder (the folder with the file BUILD and the folder "
               "Database)."),
+            *((refused,) if refused is not None else ()),
         ),
         start_in,
         refused,

@@ -151,10 +151,7 @@ class TaskDialogView:
             self._choosing = screen
             self._page = "choose" if screen.refused is None else "choose: refused"
             config.pszMainInstruction = tr(screen.heading)
-            texts = [tr(line) for line in screen.lines]
-            if screen.refused is not None:
-                texts.append(tr(screen.refused))
-            config.pszContent = "\n\n".join(texts)
+            config.pszContent = "\n\n".join(tr(line) for line in screen.lines)
             buttons = [(_CHOOSE, tr(_("Choose folder ..."))), (_CANCEL, tr(_("Cancel")))]
         elif isinstance(screen, Confirm):
             self._page = "confirm"
@@ -232,12 +229,7 @@ class TaskDialogView:
 
     def _offered(self, hwnd: int, folder: Path | None) -> None:
         assert self.session is not None
-        again = self.session.offer_folder(folder)
-        if again is not None:
-            self._show(hwnd, again)
-        else:
-            self._choosing = None
-            self._show(hwnd, Progress(_("Preparing the update ..."), "", None))
+        self._show(hwnd, self.session.offer_folder(folder))
 
     def _set_text(self, hwnd: int, element: int, text: str) -> None:
         buffer = ctypes.create_unicode_buffer(text)

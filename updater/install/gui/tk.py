@@ -150,10 +150,7 @@ class TkView:
     def _choose(self, screen: Choose) -> None:
         self._announce("choose" if screen.refused is None else "choose: refused")
         self.heading.configure(text=tr(screen.heading), foreground="")
-        texts = [tr(line) for line in screen.lines]
-        if screen.refused is not None:
-            texts.append(tr(screen.refused))
-        self.body.configure(text="\n\n".join(texts))
+        self.body.configure(text="\n\n".join(tr(line) for line in screen.lines))
         self.bar.pack_forget()
         self.detail.pack_forget()
         self._set_buttons((tr(_("Choose folder ...")), lambda: self._pick_folder(screen), True),
@@ -168,12 +165,8 @@ class TkView:
 
     def _offer(self, folder: Path | None) -> None:
         assert self.session is not None
-        again = self.session.offer_folder(folder)
-        if again is not None:
-            self._choose(again)
-        else:
-            self._set_buttons()
-            self.show(Progress(_("Preparing the update ..."), "", None))
+        self._set_buttons()
+        self.show(self.session.offer_folder(folder))
 
     def _progress(self, screen: Progress) -> None:
         self._announce(f"progress: {screen.heading}")
