@@ -25,7 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support import qemu  # noqa: E402
-from tests.support.powercut import MODES, TRIGGERS, updater_case, updater_setup  # noqa: E402
+from tests.support.powercut import (  # noqa: E402
+    IMAGE_MB,
+    MODES,
+    TRIGGERS,
+    updater_case,
+    updater_setup,
+)
 
 MARK = "POWERCUT-MARK"
 
@@ -66,19 +72,19 @@ def _hash(path: Path) -> str | None:
 
 
 def selftest_try(files: qemu.BootFiles, work: Path, tools: Path, script: str, delay: float,
-                 tally: Tally, echo: bool) -> float:
+                 tally: Tally, echo: bool, fs: str) -> float:
     """One try: fresh disk, write and cut, boot again, check on the host. Returns its seconds."""
     start = time.monotonic()
     empty = work / "empty"
     empty.mkdir(exist_ok=True)
-    image = qemu.make_image(work / "install.raw", empty, 64)
+    image = qemu.make_image(work / "install.raw", empty, IMAGE_MB[fs], fs=fs)
     first = qemu.boot(files, image, tools, script, cut_on=MARK, cut_delay=delay, finish="none",
-                      timeout=300, echo=echo, log=work / "boot1.log")
+                      timeout=300, echo=echo, log=work / "boot1.log", fs=fs)
     hashes = dict(line.split() for line in first.after("HASH"))
     second = qemu.boot(files, image, tools, "check.sh", timeout=300, echo=echo,
-                       log=work / "boot2.log")
-    code, _ = qemu.fsck(image)
-    tree = qemu.extract(image, work / "extract")
+                       log=work / "boot2.log", fs=fs)
+    code, _ = qemu.fsck(image, fs)
+    tree = qemu.extract(image, work / "extract", fs)
     a, b = tree / "A.bin", tree / "B.bin"
     tally.tries += 1
     tally.cut += first.cut
@@ -90,7 +96,7 @@ def selftest_try(files: qemu.BootFiles, work: Path, tools: Path, script: str, de
     return time.monotonic() - start
 
 
-def selftest(tries: int, echo: bool) -> int:
+def selftest(tries: int, echo: bool, fs: str = "ext4") -> int:
     """Cut after the marker ``tries`` times, twice 7 s later, once after ``sync``; print a table."""
     files = qemu.build_boot()
     log(f"initramfs: {files.initrd} ({files.seconds:.1f} s to build; 0 = cached); "
@@ -109,8 +115,9 @@ def selftest(tries: int, echo: bool) -> int:
         times: list[float] = []
         for tally, script, delay, count in rows:
             for i in range(count):
-                times.append(selftest_try(files, work, tools, script, delay, tally, echo))
+                times.append(selftest_try(files, work, tools, script, delay, tally, echo, fs))
                 log(f"{tally.label} #{i + 1}: {times[-1]:.1f} s")
+    print(f"file system: {fs}\n")
     print("| case | tries | power cut | A missing | A empty | A intact | B intact "
           "| fsck clean after reboot |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -143,8 +150,8 @@ RECOVERY_PLAN = ((0.2, 0.15), (0.3, 0.0), (0.3, 0.1), (0.4, 0.05), (0.4, 0.2), (
 
 
 def run_cases(plan: Sequence[tuple[str, Sequence[float], str]], echo: bool,
-              mode: str = "linux",
-              recovery_plan: Sequence[tuple[float, float]] = ()) -> int:
+              mode: str = "linux", recovery_plan: Sequence[tuple[float, float]] = (),
+              fs: str = "ext4") -> int:
     """One updater case per (trigger, delay, recovery); print a table; 0 when every case ended
     well (:attr:`tests.support.powercut.Case.ok`)."""
     with tempfile.TemporaryDirectory(prefix="powercut-updater-") as tmp:
@@ -154,26 +161,27 @@ def run_cases(plan: Sequence[tuple[str, Sequence[float], str]], echo: bool,
         for trigger, delays, recovery in plan:
             for delay in delays:
                 cases.append(updater_case(files, work, tools, install, trees, trigger, delay,
-                                          recovery, echo, mode))
+                                          recovery, echo, mode, fs=fs))
                 log(f"case {len(cases)}: {cases[-1]}")
         for delay, into_restore in recovery_plan:
             cases.append(updater_case(files, work, tools, install, trees, "apply", delay,
-                                      "norepo", echo, mode, recovery_cut=into_restore))
+                                      "norepo", echo, mode, recovery_cut=into_restore,
+                                      fs=fs))
             log(f"case {len(cases)}: {cases[-1]}")
         if not all(c.ok for c in cases):
             kept = Path(tempfile.mkdtemp(prefix="powercut-logs-"))
             for item in work.glob("*.log"):
                 shutil.copy2(item, kept)
             log(f"guest consoles kept in {kept}")
-    print("| mode | cut | recovery run | power cut | rc before cut | BUILD after cut "
+    print("| fs | mode | cut | recovery run | power cut | rc before cut | BUILD after cut "
           "| recovery rc | final build | data identical | fsck clean | seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---: |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---: |")
     for c in cases:
-        print(f"| {c.mode} | {c.delay} s after {c.trigger} | {c.recovery} | {c.cut} "
+        print(f"| {c.fs} | {c.mode} | {c.delay} s after {c.trigger} | {c.recovery} | {c.cut} "
               f"| {c.first_rc} | {c.after_cut} | {c.recovery_rc} "
               f"| {c.final} | {c.data_same} | {c.fsck_clean} | {c.seconds:.0f} |")
     cut = [c for c in cases if c.cut]
-    print(f"\n{len(cases)} cases ({mode}), {len(cut)} cut while running; final 1147: "
+    print(f"\n{len(cases)} cases ({fs}, {mode}), {len(cut)} cut while running; final 1147: "
           f"{sum(c.final == '1147' for c in cases)}, 1155: "
           f"{sum(c.final == '1155' for c in cases)}, neither: "
           f"{sum(c.final == 'neither' for c in cases)}; data changed: "
@@ -201,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "recovering run's restore), or only the latter, instead of --cut-on")
     parser.add_argument("--mode", choices=sorted(MODES), default="linux",
                         help="updater: Linux as it is, or Windows-like (no final sync())")
+    parser.add_argument("--fs", choices=qemu.FILESYSTEMS, default="ext4",
+                        help="the install disk's file system (default ext4)")
     parser.add_argument("--echo", action="store_true", help="show the guest's console")
     args = parser.parse_args(argv)
     if not (args.selftest or args.updater):
@@ -209,12 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"installed from Debian: {', '.join(installed) or 'nothing (all present)'}")
     code = 0
     if args.selftest:
-        code |= selftest(args.tries, args.echo)
+        code |= selftest(args.tries, args.echo, args.fs)
     if args.updater:
         delays = [float(d) for d in args.delays.split(",")]
         plan = {"full": FULL_PLAN, "recovery": ()}.get(
             args.plan or "", ((args.cut_on, delays, args.recovery),))
-        code |= run_cases(plan, args.echo, args.mode, RECOVERY_PLAN if args.plan else ())
+        code |= run_cases(plan, args.echo, args.mode, RECOVERY_PLAN if args.plan else (),
+                          args.fs)
     return code
 
 

@@ -4,8 +4,8 @@ power at a chosen moment, a second boot in which the updater recovers, and a che
 Used by ``scripts/powercut`` (the full suite, a table) and ``tests/powercut`` (a handful of cuts
 in ``scripts/test``). The guest and the cut are :mod:`tests.support.qemu`'s; this module knows
 the updater: the guest scripts, where to cut, and what counts as a good outcome (the install at
-exactly build 1147 or 1155, the customer data unchanged, ``e2fsck -fn`` clean, and a run that
-reported success left 1155).
+exactly build 1147 or 1155, the customer data unchanged, the file system's check clean, and a
+run that reported success left 1155).
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ echo "BUILD-AFTER $(cat /mnt/install/opusi/BUILD 2>/dev/null || echo none)"
 #: such sync (the test hook OPUSI_SYNC_ALL=off), ext4 mounted noauto_da_alloc so that a rename
 #: over a file no longer forces its data out (NTFS does not either).
 MODES = {"linux": "", "windows-like": "\nexport OPUSI_SYNC_ALL=off"}
-MOUNT_OPTIONS = {"linux": "rw", "windows-like": "rw,noauto_da_alloc"}
+#: (btrfs has no such option: it starts writing a file out when it is renamed over another, and
+#: keeps doing so in the Windows-like mode.)
+MOUNT_OPTIONS = {("ext4", "linux"): "rw", ("ext4", "windows-like"): "rw,noauto_da_alloc",
+                 ("btrfs", "linux"): "rw", ("btrfs", "windows-like"): "rw"}
+#: Size of the install disk (btrfs keeps two copies of its metadata and wants more room).
+IMAGE_MB = {"ext4": 128, "btrfs": 256}
 #: Where the power goes: once the apply phase began (plus the delay), or once the updater ended.
 TRIGGERS = {"download": '"phase": "download"', "backup": '"phase": "backup"',
             "apply": '"phase": "apply"', "done": "UPDATER-RC",
@@ -50,6 +55,7 @@ class Case:
     delay: float
     recovery: str
     mode: str = "linux"
+    fs: str = "ext4"
     cut: bool = False
     after_cut: str = "?"
     first_rc: str = "-"
@@ -108,7 +114,8 @@ def updater_setup(work: Path) -> tuple[qemu.BootFiles, Path, Path, dict[int, Pat
 
 def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
                  trees: dict[int, Path], trigger: str, delay: float, recovery: str,
-                 echo: bool, mode: str = "linux", recovery_cut: float | None = None) -> Case:
+                 echo: bool, mode: str = "linux", recovery_cut: float | None = None,
+                 fs: str = "ext4") -> Case:
     """Cut ``delay`` s after ``trigger``, boot again (the updater recovers), check.
 
     ``recovery`` "repo": the next run has the repository and goes on to 1155; "norepo": it has
@@ -118,12 +125,13 @@ def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
     """
     from tests.conftest import data_snapshot, program_files, vendor_files  # noqa: PLC0415
 
-    case, start = Case(trigger, delay, recovery, mode), time.monotonic()
-    image = qemu.make_image(work / "install.raw", install.parent, 128)
-    name = f"{mode}-{trigger}-{delay}-{recovery}"
+    case, start = Case(trigger, delay, recovery, mode, fs), time.monotonic()
+    image = qemu.make_image(work / "install.raw", install.parent, IMAGE_MB[fs], fs=fs)
+    name = f"{fs}-{mode}-{trigger}-{delay}-{recovery}"
+    opts = MOUNT_OPTIONS[fs, mode]
     first = qemu.boot(files, image, tools, f"update-{mode}.sh", cut_on=TRIGGERS[trigger],
                       cut_delay=delay, finish="none", timeout=900, echo=echo,
-                      log=work / f"cut-{name}.log", mountopts=MOUNT_OPTIONS[mode])
+                      log=work / f"cut-{name}.log", fs=fs, mountopts=opts)
     case.cut = first.cut
     apply, end = first.first(TRIGGERS["apply"]), first.first("UPDATER-RC")
     log(f"boot {first.ready or 0:.1f} s to /init ready; apply began at {apply or 0:.1f} s"
@@ -135,17 +143,17 @@ def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
         interrupted = qemu.boot(files, image, tools, script, cut_on=TRIGGERS["restore"],
                                 cut_delay=recovery_cut, finish="none", timeout=900,
                                 echo=echo, log=work / f"recover-cut-{name}.log",
-                                mountopts=MOUNT_OPTIONS[mode])
+                                fs=fs, mountopts=opts)
         case.cut = case.cut and interrupted.cut
     second = qemu.boot(files, image, tools, script, timeout=900, echo=echo,
-                       log=work / f"recover-{name}.log", mountopts=MOUNT_OPTIONS[mode])
+                       log=work / f"recover-{name}.log", fs=fs, mountopts=opts)
     case.after_cut = (second.after("BUILD-BEFORE") or ["?"])[0]
     case.recovery_rc = (second.after("UPDATER-RC") or ["?"])[0]
-    code, report = qemu.fsck(image)
+    code, report = qemu.fsck(image, fs)
     case.fsck_clean = code == 0
     if not case.fsck_clean:
-        log(f"e2fsck -fn: {report}")
-    tree = qemu.extract(image, work / "extract") / "opusi"
+        log(f"file system check ({fs}): {report}")
+    tree = qemu.extract(image, work / "extract", fs) / "opusi"
     have = program_files(tree)
     for build in (1147, 1155):
         if have == vendor_files(trees[build], build):

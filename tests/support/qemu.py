@@ -1,17 +1,19 @@
 """Power cuts for the crash tests: a small Linux guest under QEMU whose power is cut by SIGKILL.
 
 What it models: a machine whose power fails while a program writes. The guest's page cache,
-ext4's running journal transaction and QEMU's requests still in flight are lost; what the
-guest's kernel had written to the virtual disk (``cache=none``: straight into the image file)
-is kept. The guest is booted again (ext4 replays its journal, as after a real outage), a
-recovery command runs, and the host checks the image without mounting it (``e2fsck -fn``,
-``debugfs rdump``).
+the file system's running journal transaction (ext4) or uncommitted transaction and log tree
+(btrfs) and QEMU's requests still in flight are lost; what the guest's kernel had written to
+the virtual disk (``cache=none``: straight into the image file) is kept. The guest is booted
+again (the file system recovers on mounting, as after a real outage), a recovery command runs,
+and the host checks the image without mounting it (``e2fsck -fn`` and ``debugfs rdump``, or
+``btrfs check --readonly`` and ``btrfs restore``).
 
-The pieces: :func:`ensure_packages` (QEMU, a Debian cloud kernel, busybox, e2fsprogs from apt),
-:func:`build_boot` (the kernel and a cached initramfs: busybox, the virtio and ext4 modules,
-and glibc for a frozen PyInstaller program), :func:`make_image` (ext4 images made by
-``mke2fs -d``, nothing mounted on the host), :func:`boot` (one boot; cut the power when a
-line appears on the serial console), :func:`fsck` and :func:`extract`. No KVM: ``-accel tcg``.
+The pieces: :func:`ensure_packages` (QEMU, a Debian cloud kernel, busybox, e2fsprogs,
+btrfs-progs from apt), :func:`build_boot` (the kernel and a cached initramfs: busybox, the
+virtio, ext4 and btrfs modules, and glibc for a frozen PyInstaller program), :func:`make_image`
+(images made by ``mke2fs -d`` or ``mkfs.btrfs --rootdir``, nothing mounted on the host),
+:func:`boot` (one boot; cut the power when a line appears on the serial console), :func:`fsck`
+and :func:`extract`. No KVM: ``-accel tcg``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ PACKAGES = {
     "busybox-static": "/bin/busybox",
     "e2fsprogs": "/sbin/mke2fs",
 }
-OPTIONAL_PACKAGES = {"xfsprogs": "/sbin/mkfs.xfs"}
-#: Modules the guest needs to see a virtio disk and mount ext4 (their dependencies are added;
-#: the ones built into the kernel are skipped: Debian's cloud kernel has ext4 and crc32c built in).
-MODULES = ("virtio_pci", "virtio_blk", "ext4", "crc32c_generic")
+OPTIONAL_PACKAGES = {"btrfs-progs": "/sbin/mkfs.btrfs"}
+#: Modules the guest needs to see a virtio disk and mount ext4 or btrfs (their dependencies are
+#: added; the ones built into the kernel are skipped: Debian's cloud kernel has ext4 and crc32c
+#: built in).
+MODULES = ("virtio_pci", "virtio_blk", "ext4", "crc32c_generic", "btrfs")
+#: The file systems the install disk can have (the tools disk is always ext4).
+FILESYSTEMS = ("ext4", "btrfs")
 #: glibc and friends a PyInstaller program expects on the system (it bundles everything else).
 SYSTEM_LIBS = ("libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1",
                "libutil.so.1", "libz.so.1", "libgcc_s.so.1", "libcrypt.so.1", "libresolv.so.2")
@@ -58,7 +63,8 @@ arg() { sed -n "s/.*pc\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 i=0; while [ ! -b /dev/vdb ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
 mkdir -p /mnt/install /mnt/tools
 mount -t ext4 -o ro /dev/vdb /mnt/tools || echo "POWERCUT-ERROR tools disk"
-mount -t ext4 -o "$(arg mountopts)" /dev/vda /mnt/install || echo "POWERCUT-ERROR install disk"
+mount -t "$(arg fstype)" -o "$(arg mountopts)" /dev/vda /mnt/install \
+    || echo "POWERCUT-ERROR install disk"
 echo "POWERCUT-READY $(cut -d' ' -f1 /proc/uptime)"
 sh /mnt/tools/"$(arg script)"
 echo "POWERCUT-EXIT $? $(cut -d' ' -f1 /proc/uptime)"
@@ -247,28 +253,39 @@ def _parents(path: Path) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def make_image(image: Path, source: Path, size_mb: int, label: str = "powercut") -> Path:
-    """An ext4 image holding ``source``'s contents, made by ``mke2fs -d`` (nothing mounted)."""
+def make_image(image: Path, source: Path, size_mb: int, label: str = "powercut",
+               fs: str = "ext4") -> Path:
+    """An image holding ``source``'s contents, nothing mounted on the host: ext4 by
+    ``mke2fs -d``, btrfs by ``mkfs.btrfs --rootdir``."""
     image.unlink(missing_ok=True)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", label,
-                    "-d", str(source), str(image), f"{size_mb}M"],
-                   check=True, stdout=subprocess.DEVNULL)
+    if fs == "btrfs":
+        with image.open("wb") as f:
+            f.truncate(size_mb * 2**20)
+        command = ["mkfs.btrfs", "-q", "-f", "-L", label, "--rootdir", str(source), str(image)]
+    else:
+        command = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", label,
+                   "-d", str(source), str(image), f"{size_mb}M"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return image
 
 
-def fsck(image: Path) -> tuple[int, str]:
-    """``e2fsck -fn``: its exit code (0: clean) and what it printed."""
-    done = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+def fsck(image: Path, fs: str = "ext4") -> tuple[int, str]:
+    """``e2fsck -fn`` or ``btrfs check --readonly``: its exit code (0: clean) and its output."""
+    command = (["btrfs", "check", "--readonly", str(image)] if fs == "btrfs"
+               else ["e2fsck", "-fn", str(image)])
+    done = subprocess.run(command, capture_output=True, text=True)
     return done.returncode, done.stdout + done.stderr
 
 
-def extract(image: Path, dest: Path) -> Path:
-    """Copy every file of ``image`` into ``dest`` without mounting it (``debugfs rdump``)."""
+def extract(image: Path, dest: Path, fs: str = "ext4") -> Path:
+    """Copy every file of ``image`` into ``dest`` without mounting it (``debugfs rdump``,
+    ``btrfs restore``)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    subprocess.run(["debugfs", "-R", f"rdump / {dest}", str(image)], check=True,
-                   capture_output=True)
+    command = (["btrfs", "restore", "-m", "-S", str(image), str(dest)] if fs == "btrfs"
+               else ["debugfs", "-R", f"rdump / {dest}", str(image)])
+    subprocess.run(command, check=True, capture_output=True)
     return dest
 
 
@@ -303,8 +320,8 @@ class Boot:
 
 def boot(files: BootFiles, install: Path, tools: Path, script: str, *, cut_on: str | None = None,
          cut_delay: float = 0.0, finish: str = "clean", timeout: float = 600.0,
-         mountopts: str = "rw", memory_mb: int = 512, log: Path | None = None,
-         echo: bool = False) -> Boot:
+         mountopts: str = "rw", fs: str = "ext4", memory_mb: int = 512,
+         log: Path | None = None, echo: bool = False) -> Boot:
     """Boot the guest once and run ``tools``' file ``script`` against the ``install`` disk.
 
     Args:
@@ -315,7 +332,7 @@ def boot(files: BootFiles, install: Path, tools: Path, script: str, *, cut_on: s
         timeout: Seconds before QEMU is killed anyway (then ``exit_code`` stays None).
     """
     append = (f"console=ttyS0 quiet panic=-1 rdinit=/init pc.script={script} "
-              f"pc.finish={finish} pc.mountopts={mountopts}")
+              f"pc.finish={finish} pc.mountopts={mountopts} pc.fstype={fs}")
     command = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb), "-nodefaults",
                "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
                "-kernel", str(files.kernel), "-initrd", str(files.initrd), "-append", append,
