@@ -11,6 +11,8 @@ import pytest
 from updater.core.builds import (
     CUSTOM_KEY,
     BuildInfo,
+    DeltaFile,
+    DeltaInfo,
     ManifestInfo,
     RemoteFile,
     RemoteUpdater,
@@ -248,3 +250,46 @@ def test_updater_for() -> None:
     assert repo.updater_for("linux") is lin
     assert repo.updater_for("win32") is None
     assert RepositoryView(builds=(), updaters=()).updater_for("win64") is None
+
+
+# --- delta packages ----------------------------------------------------------------------------
+
+DELTA = DeltaInfo(build=1152, previous=1150, unpacked_size=900, files=(
+    ("Program/big.dll", DeltaFile(5000, "a" * 64, 5100, "b" * 64)),
+    ("opusi.exe", DeltaFile(7000, "c" * 64, 7000, "d" * 64))))
+
+
+def test_delta_info_round_trip() -> None:
+    assert DeltaInfo.from_custom(json.loads(json.dumps(DELTA.to_custom()))) == DELTA
+    assert kind_of(DELTA.to_custom()) == "delta"
+
+
+@pytest.mark.parametrize("entry", [[5000, "a" * 64, 5100], [5000, "a" * 63, 5100, "b" * 64],
+                                   ["5000", "a" * 64, 5100, "b" * 64], "x"])
+def test_delta_info_refuses_misshapen_entries(entry: object) -> None:
+    custom = DELTA.to_custom()
+    custom[CUSTOM_KEY]["files"]["opusi.exe"] = entry
+    with pytest.raises(SchemaError, match="'opusi.exe'"):
+        DeltaInfo.from_custom(custom)
+
+
+def _with_delta(previous: int, length: int) -> dict[str, SignedTarget]:
+    targets = _targets()
+    info = DeltaInfo(1152, previous, DELTA.files, 900)
+    targets["deltas/1152.7z"] = SignedTarget(length, "7" * 64, info.to_custom())
+    return targets
+
+
+def test_describe_targets_attaches_the_delta_package_and_fetches_the_smaller() -> None:
+    second = describe_targets(BASE, _with_delta(1150, 50)).builds[1]
+    assert second.delta is not None and second.delta.files == DELTA.files
+    assert second.fetch == second.delta.file and second.fetch.length == 50
+    assert second.fetch_unpacked == 900
+    assert second.fetch.url == f"{BASE}/targets/deltas/{'7' * 64}.1152.7z"
+    larger = describe_targets(BASE, _with_delta(1150, 500)).builds[1]
+    assert larger.fetch == larger.package and larger.fetch_unpacked == larger.unpacked_size
+
+
+def test_a_delta_against_another_build_than_the_previous_is_ignored() -> None:
+    second = describe_targets(BASE, _with_delta(1149, 50)).builds[1]
+    assert second.delta is None and second.fetch == second.package

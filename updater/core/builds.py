@@ -13,13 +13,15 @@ the client works with (:class:`RemoteFile`, :class:`RemoteBuild`, :class:`Remote
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from updater.core.i18n import _
 
 #: The key of our records in a target's ``custom`` field.
 CUSTOM_KEY = "opusi"
+#: Folders of a delta package: files rebuilt from the previous build's version, files whole.
+DELTA_DIR, WHOLE_DIR = "delta/", "whole/"
 
 
 class SchemaError(ValueError):
@@ -74,6 +76,65 @@ class BuildInfo:
             files=_number(info, "files") if "files" in info else 0,
             manifest=_text(info, "manifest"),
         )
+
+
+@dataclass(frozen=True)
+class DeltaFile:
+    """One file of a delta package that is a delta: the file it applies to, the one it yields."""
+
+    base_size: int
+    base_sha256: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DeltaInfo:
+    """The signed record of a build's delta package, published beside its full package.
+
+    The package holds every file the full package holds: under ``delta/`` a zstd delta
+    against the file of build ``previous`` (:mod:`updater.shared.delta`), under ``whole/`` the
+    file itself.
+
+    Attributes:
+        build: The build number.
+        previous: The build whose files the deltas apply to (the full package's ``previous``).
+        files: Relative path -> what the delta applies to and yields, for each file under
+            ``delta/``.
+        unpacked_size: Bytes of all members, unpacked (deltas as they are).
+    """
+
+    build: int
+    previous: int
+    files: tuple[tuple[str, DeltaFile], ...]
+    unpacked_size: int
+
+    def to_custom(self) -> dict[str, Any]:
+        """The target's ``custom`` field."""
+        files = {rel: [d.base_size, d.base_sha256, d.size, d.sha256] for rel, d in self.files}
+        return {CUSTOM_KEY: {"kind": "delta", "build": self.build, "previous": self.previous,
+                             "files": files, "unpacked_size": self.unpacked_size}}
+
+    @classmethod
+    def from_custom(cls, custom: object) -> DeltaInfo:
+        """Read the record back.
+
+        Raises:
+            SchemaError: It is not a complete delta record.
+        """
+        info = _record(custom, "delta")
+        files = info.get("files")
+        if not isinstance(files, Mapping):
+            raise SchemaError("'files' is not a mapping")
+        parsed = []
+        for rel, entry in sorted(files.items()):
+            if not (isinstance(entry, list) and len(entry) == 4
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in entry[::2])
+                    and all(isinstance(x, str) and len(x) == 64 for x in entry[1::2])):
+                raise SchemaError(f"the delta entry of {rel!r} is not [size, sha256, size, sha256]")
+            parsed.append((str(rel), DeltaFile(*entry)))
+        return cls(build=_number(info, "build"), previous=_number(info, "previous"),
+                   files=tuple(parsed), unpacked_size=_number(info, "unpacked_size"))
 
 
 @dataclass(frozen=True)
@@ -161,6 +222,16 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class RemoteDelta:
+    """A build's delta package as its signed metadata describes it (see :class:`DeltaInfo`)."""
+
+    file: RemoteFile
+    previous: int
+    files: tuple[tuple[str, DeltaFile], ...]
+    unpacked_size: int
+
+
+@dataclass(frozen=True)
 class RemoteBuild:
     """One published build as its signed metadata describes it."""
 
@@ -170,6 +241,21 @@ class RemoteBuild:
     unpacked_size: int
     package: RemoteFile
     manifest: RemoteFile
+    delta: RemoteDelta | None = None
+
+    @property
+    def fetch(self) -> RemoteFile:
+        """The package to download: the delta package where it is smaller, else the full one."""
+        if self.delta is not None and self.delta.file.length < self.package.length:
+            return self.delta.file
+        return self.package
+
+    @property
+    def fetch_unpacked(self) -> int:
+        """Bytes :attr:`fetch` unpacks to."""
+        if self.delta is not None and self.fetch is self.delta.file:
+            return self.delta.unpacked_size
+        return self.unpacked_size
 
 
 @dataclass(frozen=True)
@@ -214,11 +300,17 @@ def describe_targets(base_url: str, targets: Mapping[str, SignedTarget]) -> Repo
     """
     files = {name: RemoteFile(name, f"{base_url}/targets/{hashed_path(name, t.sha256)}",
                               t.length, t.sha256) for name, t in targets.items()}
-    builds, updaters = [], []
+    builds, updaters, deltas = [], [], {}
     for name, target in targets.items():
         try:
             kind = kind_of(target.custom)
-            if kind == "build":
+            if kind == "delta":
+                delta = DeltaInfo.from_custom(target.custom)
+                if not target.sha256:
+                    raise SchemaError("it has no sha256")
+                deltas[delta.build] = RemoteDelta(files[name], delta.previous, delta.files,
+                                                  delta.unpacked_size)
+            elif kind == "build":
                 info = BuildInfo.from_custom(target.custom)
                 if not (target.sha256 and info.manifest in files and files[info.manifest].sha256):
                     raise SchemaError(f"it or its manifest {info.manifest!r} has no sha256")
@@ -232,6 +324,9 @@ def describe_targets(base_url: str, targets: Mapping[str, SignedTarget]) -> Repo
         except SchemaError as e:
             raise SchemaError(_("The signed entry of {name} is incomplete ({detail}).",
                                 name=name, detail=e)) from e
+    # a delta package is used only where it applies to the build the full package follows
+    builds = [replace(b, delta=deltas[b.build]) if b.build in deltas
+              and deltas[b.build].previous == b.previous else b for b in builds]
     return RepositoryView(builds=tuple(sorted(builds, key=lambda b: b.build)),
                           updaters=tuple(updaters))
 

@@ -30,8 +30,8 @@ class UpdatePlan:
 
     @property
     def download_bytes(self) -> int:
-        """Sum of the packages' lengths."""
-        return sum(b.package.length for b in self.builds)
+        """Sum of the lengths of the packages to fetch (delta packages where smaller)."""
+        return sum(b.fetch.length for b in self.builds)
 
     @property
     def unpacked_bytes(self) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from updater.core.errors import (
@@ -26,12 +26,18 @@ from updater.core.errors import (
 from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, WORK_DIR
 from updater.core.plan import UpdatePlan, make_plan
-from updater.install import apply, journal, preflight, recovery
+from updater.install import apply, journal, preflight, rebuild, recovery
 from updater.install.backup.store import install_files
 from updater.install.backup.writer import ensure_backup
 from updater.install.history import write_history
 from updater.shared import config, fileops, trust
-from updater.shared.download import DownloadedBuild, download_builds, missing_bytes
+from updater.shared.download import (
+    DownloadedBuild,
+    Downloader,
+    download_builds,
+    full_package,
+    missing_bytes,
+)
 from updater.shared.offline import FolderFetcher
 from updater.shared.progress import Reporter
 from updater.shared.transport import Fetcher, NetworkSettings
@@ -169,12 +175,21 @@ def _update(
         install,
         missing_bytes(plan.builds, downloads_dir)
         + installed_size
-        + max(b.unpacked_size for b in plan.builds)
+        + max(max(b.unpacked_size, b.fetch_unpacked) for b in plan.builds)
         + _SPACE_MARGIN,
     )
     with reporter.phase("download", plan.download_bytes) as bar:
         downloads = download_builds(fetcher, plan.builds, downloads_dir, bar.advance)
-    names = {d.build.build: apply.package_names(d.package, d.build, d.manifest) for d in downloads}
+    names = {}
+    for i, item in enumerate(downloads):
+        try:
+            names[item.build.build] = (
+                rebuild.delta_names(item.package, item.build, item.manifest) if item.is_delta
+                else apply.package_names(item.package, item.build, item.manifest))
+        except rebuild.DeltaUnusable as e:
+            downloads[i] = _without_delta(fetcher, item, downloads_dir, e)
+            names[item.build.build] = apply.package_names(downloads[i].package, item.build,
+                                                          item.manifest)
     with reporter.phase("backup", installed_size, build=plan.installed) as bar:
         saved, created = ensure_backup(
             install, plan.installed, request.keep_backups, _as_increments(bar.advance)
@@ -187,7 +202,7 @@ def _update(
     )
     journal.write_journal(install, record)
     try:
-        record = _apply_all(install, downloads, names, record, reporter)
+        record = _apply_all(install, downloads, names, record, reporter, fetcher)
         fileops.sync_all(install)  # every file and rename on disk before the journal goes
         journal.clear_journal(install)  # until it is gone, the next run would undo the update
     except BaseException as e:
@@ -213,18 +228,45 @@ def _as_increments(advance: Callable[[int], None]) -> Callable[[int, int], None]
     return report
 
 
+def _without_delta(fetcher: Downloader, item: DownloadedBuild, folder: Path,
+                   problem: Exception) -> DownloadedBuild:
+    """The build with its full package instead of its delta package, which cannot be used."""
+    log.warning("build %d: the delta package cannot be used (%s); fetching the full package "
+                "(%d bytes) instead", item.build.build, problem, item.build.package.length)
+    return full_package(fetcher, item, folder)
+
+
+def _stage(install: Path, item: DownloadedBuild, record: journal.Journal,
+           fetcher: Downloader) -> tuple[dict[str, Path], journal.Journal]:
+    """Stage one build: from its delta package, or from its full package (also when the delta
+    package fails: then a full package that writes more files widens the journal first)."""
+    staging = work_dir(install) / "staging"
+    if item.is_delta:
+        try:
+            return rebuild.stage_delta_build(item.package, item.build, item.manifest, staging,
+                                             install), record
+        except rebuild.DeltaUnusable as e:
+            item = _without_delta(fetcher, item, item.package.parent, e)
+            names = apply.package_names(item.package, item.build, item.manifest)
+            if not set(names) <= set(record.touched):
+                record = replace(record, touched=tuple(sorted({*record.touched, *names})))
+                journal.write_journal(install, record)
+    return apply.stage_build(item.package, item.build, item.manifest, staging), record
+
+
 def _apply_all(
     install: Path,
     downloads: Sequence[DownloadedBuild],
     names: dict[int, tuple[str, ...]],
     record: journal.Journal,
     reporter: Reporter,
+    fetcher: Downloader,
 ) -> journal.Journal:
     staging = work_dir(install) / "staging"
     for item in downloads:
         build = item.build.build
         with reporter.phase("apply", len(names[build]), build=build, unit="files") as bar:
-            staged = apply.stage_build(item.package, item.build, item.manifest, staging)
+            staged, record = _stage(install, item, record, fetcher)
             apply.install_build(install, staged, item.build, bar.advance)
         record = record.with_applied(build)
         journal.write_journal(install, record)

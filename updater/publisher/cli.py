@@ -53,6 +53,12 @@ def _parser() -> ArgumentParser:
         default=package.DEFAULT_METHOD,
         help="compression: zstd (default, fast to apply) or lzma2 (opens in every 7-Zip)",
     )
+    pub.add_argument(
+        "--no-deltas",
+        dest="deltas",
+        action="store_false",
+        help="publish no delta package beside the full one",
+    )
 
     upd = sub.add_parser("publish-updater", help="publish the frozen updater for a platform")
     _repo_keys(upd)
@@ -159,6 +165,7 @@ def _publish(args: argparse.Namespace) -> int:
         args.tree,
         ignore_excluded=args.ignore_excluded,
         method=args.method,
+        deltas=args.deltas,
     )
     base = f"on top of build {result.previous}" if result.previous else "as the baseline"
     print(
@@ -166,6 +173,9 @@ def _publish(args: argparse.Namespace) -> int:
         f"{len(result.diff.changed)} changed, {len(result.diff.deleted)} deleted; "
         f"package {result.package_size:,} bytes, unpacked {result.unpacked_size:,} bytes."
     )
+    if result.delta is not None:
+        print(f"Delta package {result.delta_size:,} bytes: {len(result.delta.files)} file(s) "
+              f"as deltas against build {result.delta.previous}.")
     if result.left_out:
         print(f"Left out {len(result.left_out)} file(s) in customer-data folders:")
         for path in result.left_out:

@@ -25,9 +25,10 @@ from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from updater.core import manifest as mf
-from updater.core.builds import BuildInfo, ManifestInfo, UpdaterInfo
+from updater.core.builds import BuildInfo, DeltaInfo, ManifestInfo, UpdaterInfo
 from updater.core.errors import PublishRefusedError, RepositoryError, UnsafeArchiveError
 from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold
+from updater.publisher.deltas import make_delta_package, previous_files
 from updater.publisher.repository import (
     PLATFORM_PATTERN,
     ROLES,
@@ -59,6 +60,8 @@ class PublishResult:
     diff: mf.TreeDiff
     unpacked_size: int
     left_out: tuple[str, ...] = field(default=())
+    delta: DeltaInfo | None = None
+    delta_size: int = 0
 
 
 @contextmanager
@@ -140,11 +143,13 @@ def publish_build(
     *,
     ignore_excluded: bool = False,
     method: str = package.DEFAULT_METHOD,
+    deltas: bool = True,
 ) -> PublishResult:
     """Publish the complete program tree of build ``build``.
 
     Writes ``builds/<build>.7z`` with the added and changed files since the newest published
-    build, the build's manifest, and new signed metadata, switched atomically.
+    build, with ``deltas`` also ``deltas/<build>.7z`` (:mod:`updater.publisher.deltas`) where it
+    saves enough, the build's manifest, and new signed metadata, switched atomically.
 
     Raises:
         PublishRefusedError: The build breaks a publishing rule; nothing was written.
@@ -161,14 +166,19 @@ def publish_build(
         previous = _check_build_number(state, build)
         files, left_out = _scan_build_tree(tree, ignore_excluded)
         new_manifest = build_manifest(files)
-        diff = mf.diff_manifests(_previous_manifest(repo, state, previous), new_manifest)
+        old_manifest = _previous_manifest(repo, state, previous)
+        diff = mf.diff_manifests(old_manifest, new_manifest)
         if diff.empty:
             raise PublishRefusedError(
                 f"Build {build} is identical to build {previous}; nothing to publish."
             )
         with _staging(repo) as staging:
             new = _NewBuild(build, previous, tree, diff, new_manifest, method)
-            result = _stage_and_commit(repo, state, signers, staging, new)
+            bases: dict[str, Path] | None = None
+            if deltas and previous is not None:
+                wanted = {p: old_manifest[p] for p in diff.changed}
+                bases = previous_files(repo, state, previous, wanted, staging / "previous")
+            result = _stage_and_commit(repo, state, signers, staging, new, bases)
     return PublishResult(**{**result.__dict__, "left_out": left_out})
 
 
@@ -210,11 +220,16 @@ class _NewBuild:
 
 
 def _stage_and_commit(
-    repo: Path, state: RepoState, signers: Mapping[str, Signer], staging: Path, new: _NewBuild
+    repo: Path, state: RepoState, signers: Mapping[str, Signer], staging: Path, new: _NewBuild,
+    bases: Mapping[str, Path] | None,
 ) -> PublishResult:
     pkg = staging / f"{new.build}.7z"
     package.write_package(pkg, new.tree, new.diff.written, new.method)
     _test_extract(pkg, staging / "test", new.diff, new.manifest)
+    deltas = None
+    if bases is not None and new.previous is not None:
+        deltas = make_delta_package(new.tree, new.diff.written, bases, new.manifest, new.build,
+                                    new.previous, pkg.stat().st_size, staging, new.method)
     manifest_file = staging / f"{new.build}.json"
     manifest_file.write_bytes(mf.manifest_to_json(new.manifest))
     info = new.info
@@ -229,6 +244,9 @@ def _stage_and_commit(
         )
         pkg_target = _add_target(repo, targets, pkg, f"builds/{new.build}.7z", info.to_custom(),
                                  placed)
+        if deltas is not None:
+            _add_target(repo, targets, deltas.path, f"deltas/{new.build}.7z",
+                        deltas.info.to_custom(), placed)
     log.info(
         "published build %d (%d files, %d deleted, %s)",
         new.build,
@@ -243,6 +261,8 @@ def _stage_and_commit(
         package_size=pkg_target.length,
         diff=new.diff,
         unpacked_size=info.unpacked_size,
+        delta=deltas.info if deltas else None,
+        delta_size=targets.signed.targets[f"deltas/{new.build}.7z"].length if deltas else 0,
     )
 
 

@@ -39,11 +39,30 @@ class Downloader(Protocol):
 
 @dataclass(frozen=True)
 class DownloadedBuild:
-    """A build whose package and manifest are on disk and verified."""
+    """A build whose package (the delta package where smaller) and manifest are on disk and
+    verified."""
 
     build: RemoteBuild
     package: Path
     manifest: dict[str, FileEntry]
+    is_delta: bool = False
+
+
+def package_path(folder: Path, build: RemoteBuild, remote: RemoteFile) -> Path:
+    """Where a build's full or delta package is downloaded to."""
+    return folder / f"{build.build}{'.7z' if remote is build.package else '.delta.7z'}"
+
+
+def full_package(fetcher: Downloader, item: DownloadedBuild, folder: Path) -> DownloadedBuild:
+    """The build of ``item`` with its full package, downloaded now (when its delta package
+    cannot be used).
+
+    Raises:
+        As :func:`fetch_verified`.
+    """
+    build = item.build
+    path = fetch_verified(fetcher, build.package, package_path(folder, build, build.package), None)
+    return DownloadedBuild(build=build, package=path, manifest=item.manifest)
 
 
 def fetch_verified(
@@ -107,8 +126,21 @@ def download_builds(
             raise PackageVerificationError(
                 _("The manifest of build {build} is invalid: {e}", build=build.build, e=e)
             ) from e
-        package = fetch_verified(fetcher, build.package, folder / f"{build.build}.7z", progress)
-        result.append(DownloadedBuild(build=build, package=package, manifest=manifest))
+        remote = build.fetch
+        if remote is not build.package:
+            log.info("build %d: delta package, %d bytes instead of %d", build.build,
+                     remote.length, build.package.length)
+        try:
+            package = fetch_verified(fetcher, remote, package_path(folder, build, remote),
+                                     progress)
+        except PackageVerificationError as e:
+            if remote is build.package:
+                raise
+            log.warning("build %d: the delta package cannot be used (%s); fetching the full "
+                        "package instead", build.build, e)
+            remote = build.package
+            package = fetch_verified(fetcher, remote, package_path(folder, build, remote), None)
+        result.append(DownloadedBuild(build, package, manifest, remote is not build.package))
     return result
 
 
@@ -116,8 +148,8 @@ def missing_bytes(builds: Sequence[RemoteBuild], folder: Path) -> int:
     """Bytes still to download into ``folder`` (for the disk-space check)."""
     total = 0
     for build in builds:
-        done = folder / f"{build.build}.7z"
-        part = folder / f"{build.build}.7z.part"
+        done = package_path(folder, build, build.fetch)
+        part = done.with_name(done.name + ".part")
         have = done.stat().st_size if done.exists() else part.stat().st_size if part.exists() else 0
-        total += max(0, build.package.length - have) + build.manifest.length
+        total += max(0, build.fetch.length - have) + build.manifest.length
     return total
