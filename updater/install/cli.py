@@ -32,6 +32,7 @@ from updater.install.gui.runner import (
     ask_folder_in_window,
     ask_in_window,
 )
+from updater.install.prepare import PrepareResult, prepare
 from updater.shared import config, installs, package, system
 from updater.shared.progress import Mode, PhaseHandle, Reporter, make_reporter
 from updater.shared.transport import NetworkSettings
@@ -77,6 +78,10 @@ def _parser() -> ArgumentParser:
     p.add_argument(
         "--check", action="store_true", help=tr(_("only report pending builds; change nothing"))
     )
+    p.add_argument(
+        "--prepare", action="store_true",
+        help=tr(_("while opus i still runs: download, stage and back up what the update needs; "
+                  "change no program file")))
     p.add_argument("--yes", action="store_true", help=tr(_("do not ask before updating")))
     p.add_argument(
         "--progress",
@@ -240,6 +245,9 @@ def _flow(args: argparse.Namespace, reporter: Reporter, session: Session | None)
     request = _request(args, install)
     if args.check:
         return _check(request, args.progress == "json")
+    if args.prepare:
+        _prepared(prepare(request, reporter), reporter)
+        return 0
     reporter.message(
         _("opus i installation {root}, build {build}.", root=root, build=install.build)
     )
@@ -312,6 +320,19 @@ def _restore(root: Path, zip_arg: str, reporter: Reporter) -> int:
         )
     )
     return 0
+
+
+def _prepared(result: PrepareResult, reporter: Reporter) -> None:
+    if result.interrupted:
+        return
+    if not result.pending:
+        reporter.message(_("Build {build} is installed; it is up to date.", build=result.installed))
+        return
+    reporter.message(
+        _("Prepared builds {builds} in {seconds:.1f} s (downloaded, staged, checked; backup "
+          "{backup}). Starting the update now only applies them.",
+          builds=", ".join(map(str, result.prepared)), seconds=result.seconds,
+          backup=result.backup))
 
 
 def _summary(result: update.UpdateResult, reporter: Reporter, log_file: Path | None) -> None:

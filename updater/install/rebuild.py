@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from updater.core.builds import DELTA_DIR, WHOLE_DIR, DeltaFile, RemoteBuild
@@ -75,9 +75,10 @@ def delta_names(pkg: Path, build: RemoteBuild,
 
 
 def stage_delta_build(pkg: Path, build: RemoteBuild, manifest: Mapping[str, FileEntry],
-                      staging: Path, base_root: Path) -> dict[str, Path]:
+                      staging: Path, base: Callable[[str], Path]) -> dict[str, Path]:
     """Extract ``pkg`` into an empty ``staging`` folder and rebuild its deltas from the files
-    in ``base_root`` (the install, at the build before this one).
+    ``base`` gives for each relative path (the install's, at the build before this one, or
+    the previous build's as a prepare run staged it).
 
     Returns:
         Each file's relative path in the install -> its staged file, in package order.
@@ -104,7 +105,7 @@ def stage_delta_build(pkg: Path, build: RemoteBuild, manifest: Mapping[str, File
         folder, rel = _split(member)
         entry = manifest[rel]
         if folder == DELTA_DIR:
-            result[rel] = _rebuild(base_root / rel, written.path, bases[rel], rel)
+            result[rel] = _rebuild(base(rel), written.path, bases[rel], rel)
         elif (written.size, written.sha256) == (entry.size, entry.sha256):
             result[rel] = written.path
         else:

@@ -26,18 +26,12 @@ from updater.core.errors import (
 from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, WORK_DIR
 from updater.core.plan import UpdatePlan, make_plan
-from updater.install import apply, journal, preflight, rebuild, recovery
+from updater.install import apply, journal, preflight, recovery, stage
 from updater.install.backup.store import install_files
 from updater.install.backup.writer import ensure_backup
 from updater.install.history import write_history
 from updater.shared import config, fileops, trust
-from updater.shared.download import (
-    DownloadedBuild,
-    Downloader,
-    download_builds,
-    full_package,
-    missing_bytes,
-)
+from updater.shared.download import DownloadedBuild, Downloader, missing_bytes
 from updater.shared.offline import FolderFetcher
 from updater.shared.progress import Reporter
 from updater.shared.transport import Fetcher, NetworkSettings
@@ -99,11 +93,11 @@ def check(request: UpdateRequest) -> tuple[UpdatePlan, bool]:
     Returns:
         The plan, and whether an interrupted update waits to be restored.
     """
-    plan, _ = _plan(request)
+    plan, _ = plan_update(request)
     return plan, journal.read_journal(request.install) is not None
 
 
-def _plan(request: UpdateRequest) -> tuple[UpdatePlan, Fetcher | FolderFetcher]:
+def plan_update(request: UpdateRequest) -> tuple[UpdatePlan, Fetcher | FolderFetcher]:
     """The installed build against the verified metadata; the fetcher that read it."""
     installed = config.read_install(request.install).build
     base, fetcher = _source(request)
@@ -144,7 +138,7 @@ def _locked_run(request: UpdateRequest, reporter: Reporter, confirm: Confirm | N
         recovery.remove_leftovers(install)
         recovered = recovery.recover(install, reporter)
         try:
-            plan, fetcher = _plan(request)
+            plan, fetcher = plan_update(request)
             pending = tuple(b.build for b in plan.builds)
             if not plan.builds or (confirm is not None and not confirm(plan)):
                 return UpdateResult(plan.installed, plan.installed, pending,
@@ -168,7 +162,7 @@ def _update(
     request: UpdateRequest,
     reporter: Reporter,
 ) -> UpdateResult:
-    downloads_dir = work_dir(install) / "downloads"
+    downloads_dir = stage.downloads_dir(install)
     installed_size = sum(p.stat().st_size for p in install_files(install).values())
     preflight.check_writable(install, [install, work_dir(install), install / BACKUP_DIR])
     preflight.check_space(
@@ -178,21 +172,10 @@ def _update(
         + max(max(b.unpacked_size, b.fetch_unpacked) for b in plan.builds)
         + _SPACE_MARGIN,
     )
-    with reporter.phase("download", plan.download_bytes) as bar:
-        downloads = download_builds(fetcher, plan.builds, downloads_dir, bar.advance)
-    names = {}
-    for i, item in enumerate(downloads):
-        try:
-            names[item.build.build] = (
-                rebuild.delta_names(item.package, item.build, item.manifest) if item.is_delta
-                else apply.package_names(item.package, item.build, item.manifest))
-        except rebuild.DeltaUnusable as e:
-            downloads[i] = _without_delta(fetcher, item, downloads_dir, e)
-            names[item.build.build] = apply.package_names(downloads[i].package, item.build,
-                                                          item.manifest)
+    downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
     with reporter.phase("backup", installed_size, build=plan.installed) as bar:
         saved, created = ensure_backup(
-            install, plan.installed, request.keep_backups, _as_increments(bar.advance)
+            install, plan.installed, request.keep_backups, as_increments(bar.advance)
         )
     touched = sorted(
         {BUILD_FILE} | {p for b in downloads for p in (*names[b.build.build], *b.build.deleted)}
@@ -207,16 +190,17 @@ def _update(
         journal.clear_journal(install)  # until it is gone, the next run would undo the update
     except BaseException as e:
         raise recovery.restore_after_failure(install, saved, record, e, reporter) from e
-    try:  # the update is complete; the downloads are only in the way now
-        fileops.rmtree(downloads_dir)
-    except OSError as e:
-        log.warning("cannot remove the downloads folder %s: %s", downloads_dir, e)
+    for folder in (downloads_dir, stage.prepared_dir(install)):
+        try:  # the update is complete; the downloads are only in the way now
+            fileops.rmtree(folder)
+        except OSError as e:
+            log.warning("cannot remove the folder %s: %s", folder, e)
     return UpdateResult(
         plan.installed, plan.target, record.applied, record.applied, saved.path, created
     )
 
 
-def _as_increments(advance: Callable[[int], None]) -> Callable[[int, int], None]:
+def as_increments(advance: Callable[[int], None]) -> Callable[[int, int], None]:
     """Adapt a (done, total) callback to a bar that advances by increments."""
     last = 0
 
@@ -228,30 +212,19 @@ def _as_increments(advance: Callable[[int], None]) -> Callable[[int, int], None]
     return report
 
 
-def _without_delta(fetcher: Downloader, item: DownloadedBuild, folder: Path,
-                   problem: Exception) -> DownloadedBuild:
-    """The build with its full package instead of its delta package, which cannot be used."""
-    log.warning("build %d: the delta package cannot be used (%s); fetching the full package "
-                "(%d bytes) instead", item.build.build, problem, item.build.package.length)
-    return full_package(fetcher, item, folder)
-
-
 def _stage(install: Path, item: DownloadedBuild, record: journal.Journal,
            fetcher: Downloader) -> tuple[dict[str, Path], journal.Journal]:
-    """Stage one build: from its delta package, or from its full package (also when the delta
-    package fails: then a full package that writes more files widens the journal first)."""
-    staging = work_dir(install) / "staging"
-    if item.is_delta:
-        try:
-            return rebuild.stage_delta_build(item.package, item.build, item.manifest, staging,
-                                             install), record
-        except rebuild.DeltaUnusable as e:
-            item = _without_delta(fetcher, item, item.package.parent, e)
-            names = apply.package_names(item.package, item.build, item.manifest)
-            if not set(names) <= set(record.touched):
-                record = replace(record, touched=tuple(sorted({*record.touched, *names})))
-                journal.write_journal(install, record)
-    return apply.stage_build(item.package, item.build, item.manifest, staging), record
+    """Stage one build (or take the one a prepare run staged); a build that writes more files
+    than the journal names (a full package instead of a delta package) widens it first."""
+    staged = stage.take_prepared(stage.prepared_dir(install) / str(item.build.build),
+                                 item.manifest)
+    if staged is None:
+        staged = stage.stage(item, stage.staging_dir(install), lambda rel: install / rel,
+                             fetcher)
+    if not set(staged) <= set(record.touched):
+        record = replace(record, touched=tuple(sorted({*record.touched, *staged})))
+        journal.write_journal(install, record)
+    return staged, record
 
 
 def _apply_all(
@@ -262,7 +235,6 @@ def _apply_all(
     reporter: Reporter,
     fetcher: Downloader,
 ) -> journal.Journal:
-    staging = work_dir(install) / "staging"
     for item in downloads:
         build = item.build.build
         with reporter.phase("apply", len(names[build]), build=build, unit="files") as bar:
@@ -272,5 +244,5 @@ def _apply_all(
         journal.write_journal(install, record)
         for problem in apply.tree_deviations(install, item.manifest)[:20]:
             log.warning("build %d: install deviates from the vendor's tree: %s", build, problem)
-    fileops.rmtree(staging)
+    fileops.rmtree(stage.staging_dir(install))
     return record

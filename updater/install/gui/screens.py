@@ -22,6 +22,7 @@ from updater.core.i18n import Text, _, lines
 #: The phases' headlines, by the name the updater's reporter gives them.
 PHASES: dict[str, Text] = {
     "download": _("Downloading the builds"),
+    "prepare": _("Preparing the builds"),
     "backup": _("Making the backup"),
     "apply": _("Applying the builds"),
     "restore": _("Restoring the backup"),

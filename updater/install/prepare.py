@@ -1,0 +1,105 @@
+"""The prepare run (``--prepare``): everything of an update that can happen while opus i still
+runs, so the practice waits only for the apply when the update starts.
+
+Downloads and checks every pending build (delta packages where smaller), stages each one into
+the working folder (deltas rebuilt from the installed files, or from the previous build as it
+was just staged) and checks it against the signed manifest, and makes the backup of the
+installed build. A later run finds all of it ready: the downloads verified again, each prepared
+build's files checked once more against the manifest (:func:`updater.install.stage.take_prepared`),
+the backup reused only while every program file still has the size and modification time it
+was backed up with (:func:`updater.install.backup.store.find_current_backup`), else made anew.
+
+Never changes a program file or a customer-data folder: it writes only into the working folder
+and the backups folder. Safe to stop at any moment and to start again (it goes on where it
+stopped: downloads resume, prepared builds are kept).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from updater.core.errors import NOTHING_CHANGED, OpusiError
+from updater.core.i18n import _
+from updater.core.paths import BACKUP_DIR
+from updater.install import journal, preflight, stage
+from updater.install.backup.store import install_files
+from updater.install.backup.writer import ensure_backup
+from updater.install.run import UpdateRequest, as_increments, plan_update, work_dir
+from updater.shared import fileops
+from updater.shared.download import missing_bytes
+from updater.shared.progress import Reporter
+
+_SPACE_MARGIN = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What a prepare run did."""
+
+    installed: int
+    target: int
+    pending: tuple[int, ...]
+    prepared: tuple[int, ...] = ()
+    backup: Path | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+def prepare(request: UpdateRequest, reporter: Reporter) -> PrepareResult:
+    """Download, stage and back up what the next update needs; change no program file.
+
+    Raises:
+        OpusiError: Any failure, with its documented code; the install is as it was.
+    """
+    started, install = time.monotonic(), request.install
+    try:
+        preflight.check_local(install, request.allow_remote)
+        with preflight.install_lock(install):
+            if journal.read_journal(install) is not None:
+                reporter.message(_("An interrupted update waits to be completed; it is "
+                                   "completed when the update starts. Nothing was prepared."))
+                return PrepareResult(0, 0, (), interrupted=True)
+            plan, fetcher = plan_update(request)
+            pending = tuple(b.build for b in plan.builds)
+            _drop_stale(install, pending)
+            if not plan.builds:
+                return PrepareResult(plan.installed, plan.installed, ())
+            installed_size = sum(p.stat().st_size for p in install_files(install).values())
+            preflight.check_writable(install, [work_dir(install), install / BACKUP_DIR])
+            preflight.check_space(
+                install, missing_bytes(plan.builds, stage.downloads_dir(install))
+                + installed_size + sum(max(b.unpacked_size, b.fetch_unpacked)
+                                       for b in plan.builds) + _SPACE_MARGIN)
+            downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
+            staged: dict[int, dict[str, Path]] = {}
+            for item in downloads:
+                build = item.build.build
+                folder = stage.prepared_dir(install) / str(build)
+                files = stage.take_prepared(folder, item.manifest)
+                if files is None:
+                    with reporter.phase("prepare", len(names[build]), build=build,
+                                        unit="files") as bar:
+                        base = stage.overlay_base(install, downloads, staged)
+                        files = stage.stage(item, folder, base, fetcher)
+                        stage.write_prepared(folder, files)
+                        bar.advance(len(files))
+                staged[build] = files
+            with reporter.phase("backup", installed_size, build=plan.installed) as bar:
+                saved, _created = ensure_backup(install, plan.installed, request.keep_backups,
+                                                as_increments(bar.advance))
+    except OpusiError as e:
+        e.keeping(NOTHING_CHANGED)
+        raise
+    return PrepareResult(plan.installed, plan.target, pending, tuple(staged), saved.path,
+                         seconds=time.monotonic() - started)
+
+
+def _drop_stale(install: Path, pending: tuple[int, ...]) -> None:
+    """Remove builds prepared earlier that are no longer pending."""
+    folder = stage.prepared_dir(install)
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if old.name not in {str(b) for b in pending}:
+                fileops.rmtree(old) if old.is_dir() else fileops.unlink(old)
