@@ -26,6 +26,7 @@ from tests.conftest import (
     make_install,
     make_vendor,
     program_files,
+    program_snapshot,
     vendor_files,
 )
 from tests.support.trees import snapshot
@@ -473,3 +474,56 @@ def test_spawn_failure_is_a_refusal(tmp_path: Path) -> None:
     not_executable.chmod(0o644)
     with pytest.raises(RefusedByPolicyError, match="refused to start"):
         spawn_detached([str(not_executable)], tmp_path)
+
+
+# --- prepare: the updater's --prepare run, in the foreground, its JSON lines passed on ---------
+
+
+def _prepare(capsys: pytest.CaptureFixture[str], install: Path, vendor: Vendor,
+             *extra: str) -> tuple[int, list[dict[str, Any]]]:
+    code = main(["prepare", "--install-dir", str(install), "--trusted-root",
+                 str(vendor.root_file), "--platform", PLATFORM, *extra])
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.strip().splitlines()]
+
+
+def test_prepare_then_start(published: Published, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    own = published.vendor
+    install = make_install(tmp_path / "opusi", own.trees[1147], 1147, published.url)
+    program = program_snapshot(install)
+    code, lines = _prepare(capsys, install, own)
+    assert code == 0 and lines[-1] == {"status": "prepared"}, lines
+    phases = {line.get("phase") for line in lines}
+    assert {"download", "prepare", "backup"} <= phases
+    assert program_snapshot(install) == program  # nothing of the program changed
+    # then the update itself: it only applies
+    host = subprocess.Popen(["sleep", "0.5"])
+    try:
+        code, report, _ = _start(capsys, install, own, "--admin", "--host-pid", str(host.pid),
+                                 "--platform", PLATFORM)
+        assert code == 0, report
+        host.wait()
+        assert _wait_for(lambda: (install / BUILD_FILE).read_text().strip() == "1155", 60)
+        assert _wait_for(lambda: not process_alive(report["pid"]), 30)
+        _reap(report["pid"])
+    finally:
+        host.kill()
+        host.wait()
+    assert program_files(install) == vendor_files(own.trees[1155], 1155)
+    assert "Backup reused" in Path(report["log"]).read_text()
+
+
+def test_prepare_reports_the_updaters_error(published: Published, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The updater's prepare run fails (a build the server does not know: no path, 21): the
+    host reads the updater's own error line, then the bootstrap's JSON with code and title."""
+    own = published.vendor
+    install = make_install(tmp_path / "opusi", own.trees[1147], 1000, published.url)
+    program = program_snapshot(install)
+    code, lines = _prepare(capsys, install, own, "--min-build", "1")
+    assert code == 21, lines
+    assert lines[-2]["event"] == "error" and lines[-2]["code"] == 21
+    assert lines[-1]["status"] == "error" and lines[-1]["code"] == 21
+    assert "1000" in lines[-1]["message"] and lines[-1]["localized"].startswith("Error 21: ")
+    assert program_snapshot(install) == program

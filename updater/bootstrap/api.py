@@ -29,8 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,23 @@ def start_update(
     installs.record(install.root, "bootstrap start")
     check_policy(install, min_build=min_build)
     _refuse_folder_in_install(download_dir, install.root)
+    exe, folder = _fetch_updater(install, trusted_root, download_dir, proxy, platform)
+    try:
+        command = updater_command(exe, install.root, host_pid, trusted_root=trusted_root,
+                                  proxy=proxy, extra_args=extra_args)
+        log.info("starting the updater %s for process %d", exe, host_pid)
+        pid, output = spawn_detached(command, folder)
+    except BaseException:
+        if download_dir is None:  # our own fresh folder: leave nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return StartedUpdate(pid=pid, updater=exe, command=command, output_log=output)
+
+
+def _fetch_updater(install: Install, trusted_root: Path | None, download_dir: Path | None,
+                   proxy: str | None, platform: str | None) -> tuple[Path, Path]:
+    """The newest updater for the platform, verified, in the download folder; and the folder
+    (a fresh temporary one without ``download_dir``, removed again on failure)."""
     view, fetcher = _read_view(install, trusted_root, proxy)
     remote = _updater_for(view, platform or system.platform_name())
     folder = _make_folder(download_dir)
@@ -273,16 +291,60 @@ def start_update(
         fetch_verified(fetcher, remote.file, exe, None)
         if os.name == "posix":
             exe.chmod(0o755)
-        command = updater_command(exe, install.root, host_pid, trusted_root=trusted_root,
-                                  proxy=proxy, extra_args=extra_args)
-        log.info("starting the updater %s (version %s) for process %d",
-                 exe, remote.version, host_pid)
-        pid, output = spawn_detached(command, folder)
+        log.info("the updater %s (version %s) is verified", exe, remote.version)
     except BaseException:
-        if download_dir is None:  # our own fresh folder: leave nothing behind
+        if download_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return StartedUpdate(pid=pid, updater=exe, command=command, output_log=output)
+    return exe, folder
+
+
+def prepare_update(
+    install_dir: Path, *, on_line: Callable[[str], None], trusted_root: Path | None = None,
+    download_dir: Path | None = None, proxy: str | None = None, platform: str | None = None,
+    extra_args: Sequence[str] = (), min_build: int = DEFAULT_MIN_BUILD,
+) -> int:
+    """While the host still runs: let the newest updater download, stage and back up what the
+    update needs (``--prepare``); wait for it. No program file changes.
+
+    Args:
+        on_line: Gets each line of the updater's JSON progress as it comes.
+        (the others as :func:`start_update`)
+
+    Returns:
+        The updater's exit code (0: prepared, or nothing pending).
+
+    Raises:
+        OpusiError: As :func:`check_for_updates`, and the updater's download and verification.
+    """
+    install = config.read_install(install_dir.resolve())
+    installs.record(install.root, "bootstrap prepare")
+    check_policy(install, min_build=min_build)
+    _refuse_folder_in_install(download_dir, install.root)
+    exe, folder = _fetch_updater(install, trusted_root, download_dir, proxy, platform)
+    command = [str(exe), "--install-dir", str(install.root), "--prepare", "--no-gui",
+               "--progress", "json"]
+    if trusted_root is not None:
+        command += ["--trusted-root", str(trusted_root.resolve())]
+    if proxy:
+        command += ["--proxy", proxy]
+    try:
+        with subprocess.Popen([*command, *extra_args], stdout=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, encoding="utf-8") as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                on_line(line.rstrip("\n"))
+        return proc.returncode
+    except OSError as e:
+        raise RefusedByPolicyError(
+            _("The system refused to start the downloaded updater {updater}: {e}.",
+              updater=exe, e=e),
+            hint=_("If the temp folder may not run programs, pass --download-dir with one that "
+                   "may. Nothing was changed."),
+        ) from e
+    finally:
+        if download_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _updater_for(view: RepositoryView, platform: str) -> RemoteUpdater:

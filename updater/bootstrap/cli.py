@@ -7,6 +7,7 @@ Prints one JSON object on stdout (also on failure); errors become exit codes in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -14,10 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from updater.bootstrap.api import check_for_updates, start_update
+from updater.bootstrap.api import check_for_updates, prepare_update, start_update
 from updater.bootstrap.policy import DEFAULT_MIN_BUILD, DEFAULT_MIN_BUILD_STARTUP
 from updater.core import i18n
-from updater.core.errors import OpusiError, RefusedByPolicyError, exit_code_for
+from updater.core.errors import (
+    OpusiError,
+    RefusedByPolicyError,
+    all_error_classes,
+    exit_code_for,
+)
 from updater.core.i18n import _, choose_language, tr
 from updater.core.report import ArgumentParser, format_error, run_command
 from updater.shared import system
@@ -45,7 +51,13 @@ def _parser() -> ArgumentParser:
     start.add_argument("--download-dir", type=Path,
                        help=tr(_("folder for the updater, outside the install "
                                  "(default: a new temporary folder)")))
-    for sub in (check, start):
+    prepare = commands.add_parser(
+        "prepare", help=tr(_("while the program still runs: let the updater download, stage "
+                             "and back up what the update needs; wait for it")))
+    prepare.add_argument("--download-dir", type=Path,
+                         help=tr(_("folder for the updater, outside the install "
+                                   "(default: a new temporary folder)")))
+    for sub in (check, start, prepare):
         sub.add_argument("--install-dir", type=Path, required=True,
                          help=tr(_("the opus i program folder")))
         sub.add_argument("--trusted-root", type=Path,
@@ -83,6 +95,36 @@ def _run_start(args: argparse.Namespace) -> dict[str, Any]:
             "log": str(started.output_log) if started.output_log else None}
 
 
+def _run_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def forward(line: str) -> None:
+        print(line, flush=True)  # the updater's JSON progress, line by line, for the host
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == "error":
+                last.update(record)
+
+    code = prepare_update(
+        args.install_dir, on_line=forward, trusted_root=args.trusted_root,
+        download_dir=args.download_dir, proxy=args.proxy, platform=args.platform,
+        min_build=args.min_build,
+    )
+    if code != 0:
+        raise updater_error(code, str(last.get("text", "")))
+    return {"status": "prepared"}
+
+
+def updater_error(code: int, text: str) -> OpusiError:
+    """The error the updater ended with (its code and title; its message without the head)."""
+    known = {cls.exit_code: cls for cls in all_error_classes()}
+    message = text.partition("\n")[2].partition("\n")[0] or str(
+        _("The updater ended with error {code}.", code=code))
+    error = OpusiError(message)
+    error.exit_code, error.title = code, known.get(code, OpusiError).title
+    return error
+
+
 def error_json(error: BaseException) -> dict[str, Any]:
     """The JSON object a failed command prints: status, code, message (and hint)."""
     refused = isinstance(error, RefusedByPolicyError)
@@ -107,7 +149,8 @@ def _work(argv: Sequence[str]) -> int:
         if args.verbose:
             root.setLevel(logging.DEBUG)
             root.addHandler(logging.StreamHandler(sys.stderr))
-        payload = _run_check(args) if args.command == "check" else _run_start(args)
+        run = {"check": _run_check, "start": _run_start, "prepare": _run_prepare}
+        payload = run[args.command](args)
     except Exception as e:
         # One JSON object on stdout for the host, also on failure; run_command then prints
         # the human message on stderr and returns the code.

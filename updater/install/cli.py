@@ -17,12 +17,12 @@ from pathlib import Path
 
 from updater import __version__
 from updater.core import i18n
-from updater.core.errors import UsageError
+from updater.core.errors import OpusiError, UsageError
 from updater.core.i18n import LANGUAGES, _, choose_language, tr
 from updater.core.install import Install
 from updater.core.paths import BACKUP_DIR
 from updater.core.plan import UpdatePlan
-from updater.core.report import ArgumentParser, run_command
+from updater.core.report import ArgumentParser, format_error, run_command
 from updater.install import gui, recovery, runlog, testhooks
 from updater.install import run as update
 from updater.install.backup.store import backups_in
@@ -211,7 +211,12 @@ def _work(argv: Sequence[str]) -> int:
     reporter = make_reporter(progress, sys.stdout)
     if progress == "none":
         reporter = _PlainSummary(reporter)
-    return _flow(args, reporter, None)
+    try:
+        return _flow(args, reporter, None)
+    except OpusiError as e:  # JSON progress ends with the error too, for the host to read
+        if hasattr(reporter, "failed"):
+            reporter.failed(e.exit_code, format_error(e, localized=False), format_error(e))
+        raise
 
 
 def _wants_window(args: argparse.Namespace) -> bool:

@@ -160,6 +160,11 @@ class _JsonReporter(Reporter):
         self.write_line({"event": "message", "text": str(text), "localized": tr(text),
                          "lang": language()})
 
+    def failed(self, code: int, error: str, localized: str) -> None:
+        """The last line of a failed run: its exit code and message (English and as shown)."""
+        self.write_line({"event": "error", "code": code, "text": error, "localized": localized,
+                         "lang": language()})
+
     def write_line(self, record: dict[str, object]) -> None:
         """Write one JSON object as one line, flushed at once."""
         self.stream.write(json.dumps(record) + "\n")
