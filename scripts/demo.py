@@ -47,7 +47,7 @@ def say(text: str) -> None:
 
 
 def run(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], check=True, text=True, **kw)  # type: ignore[call-overload]
+    return subprocess.run([str(c) for c in cmd], check=True, text=True, **kw)  # type: ignore[call-overload,no-any-return]
 
 
 def vendor_side() -> tuple[Path, Path, Path]:
