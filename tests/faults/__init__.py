@@ -25,6 +25,7 @@ CLASSES: dict[str, str] = {
     "metadata attacks": "tests.faults.metadata",
     "malicious archives": "tests.faults.archives",
     "environment": "tests.faults.environment",
+    "delta packages": "tests.faults.deltas",
 }
 
 
