@@ -15,7 +15,9 @@ time the median of ``--runs`` runs (3; the download row 7, it is cheap and moves
    server and from nginx serving the same file;
 4. the whole update over five builds: the frozen updater vs a shell script with curl, zip, 7zz;
 5. peak memory of the frozen updater applying a ~2 GB package (its own small repository);
-6. start-up time and size of the frozen updater.
+6. start-up time and size of the frozen updater;
+7-9. delta packages on real binaries, the whole update over a 2 MB/s line, and the downtime
+   with and without ``--prepare`` (:mod:`bench_deltas`).
 
 Peak memory is the summed RSS of a process tree polled every 50 ms (psutil); the in-process
 steps of rows 1-3 are not told apart from the benchmark's own memory and show n/a. Row 5 is a
@@ -54,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import bench_deltas  # noqa: E402
 import py7zr  # noqa: E402
 import treegen  # noqa: E402
 
@@ -82,7 +85,8 @@ LICENSE = "BENCH-1147"
 MB = 1_000_000
 #: Sources whose change changes what a published package holds: the repositories are re-made.
 PACKAGE_SOURCES = ("shared/package.py", "publisher/repository.py", "publisher/publish.py",
-                   "core/builds.py", "core/manifest.py", "core/paths.py")
+                   "core/builds.py", "core/manifest.py", "core/paths.py", "shared/delta.py",
+                   "publisher/deltas.py")
 IN_PROCESS = "ours n/a (in-process)"
 #: The baseline builds' packages are never downloaded here: they are published with a fast zstd
 #: level (a method known only to this process) so the set-up stays short. Every measured package
@@ -663,8 +667,7 @@ def bench_update(b: Bench) -> Row:
     shutil.rmtree(copy)
     shutil.rmtree(b.cfg.work / "native-update")
     ours, theirs = median(ours_t), median(native_t)
-    state = repository.load_state(b.repo).builds()
-    our_bytes = sum(state[n].length for n in BUILDS[1:])
+    our_bytes = sum(min(bench_deltas.fetch_lengths(b.repo, n)) for n in BUILDS[1:])
     native_bytes = sum((b.repo / "targets/native" / f"{n}.7z").stat().st_size for n in BUILDS[1:])
     return Row(
         f"4. whole update, {len(BUILDS) - 1} builds",
@@ -673,7 +676,7 @@ def bench_update(b: Bench) -> Row:
         f"{ours / theirs:.2f}",
         "<= 0.8",
         ours <= 0.8 * theirs,
-        f"downloaded: ours {fmt_mb(our_bytes)}, native {fmt_mb(native_bytes)}",
+        f"downloaded: ours {fmt_mb(our_bytes)} (delta packages), native {fmt_mb(native_bytes)}",
         f"ours {fmt_mb(ours_m)} / script {fmt_mb(native_m)}",
     )
 
@@ -803,6 +806,18 @@ def prepare(cfg: Config, stack: ExitStack) -> Bench:
     return Bench(cfg, trees, repo, install, url, exe, mem_repo, mem_url, nginx_url, download_file)
 
 
+def bench_realbins(b: Bench) -> Row:
+    return bench_deltas.realbins_row(b, sys.modules[__name__])  # type: ignore[no-any-return]
+
+
+def bench_slow_update(b: Bench) -> Row:
+    return bench_deltas.slow_update_row(b, sys.modules[__name__])  # type: ignore[no-any-return]
+
+
+def bench_downtime(b: Bench) -> Row:
+    return bench_deltas.downtime_row(b, sys.modules[__name__])  # type: ignore[no-any-return]
+
+
 STEPS: tuple[Callable[[Bench], Row], ...] = (
     bench_backup,
     bench_apply,
@@ -810,6 +825,9 @@ STEPS: tuple[Callable[[Bench], Row], ...] = (
     bench_update,
     bench_memory,
     bench_startup,
+    bench_realbins,
+    bench_slow_update,
+    bench_downtime,
 )
 
 
