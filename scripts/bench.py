@@ -16,8 +16,8 @@ time the median of ``--runs`` runs (3; the download row 7, it is cheap and moves
 4. the whole update over five builds: the frozen updater vs a shell script with curl, zip, 7zz;
 5. peak memory of the frozen updater applying a ~2 GB package (its own small repository);
 6. start-up time and size of the frozen updater;
-7-9. delta packages on real binaries, the whole update over a 2 MB/s line, and the downtime
-   with and without ``--prepare`` (:mod:`bench_deltas`).
+7-10. delta packages on real binaries, the whole update over a 2 MB/s line, the downtime
+   with and without ``--prepare``, and the real binaries over that line (:mod:`bench_deltas`).
 
 Peak memory is the summed RSS of a process tree polled every 50 ms (psutil); the in-process
 steps of rows 1-3 are not told apart from the benchmark's own memory and show n/a. Row 5 is a
@@ -818,6 +818,10 @@ def bench_downtime(b: Bench) -> Row:
     return bench_deltas.downtime_row(b, sys.modules[__name__])  # type: ignore[no-any-return]
 
 
+def bench_realbins_slow(b: Bench) -> Row:
+    return bench_deltas.realbins_slow_row(b, sys.modules[__name__])  # type: ignore[no-any-return]
+
+
 STEPS: tuple[Callable[[Bench], Row], ...] = (
     bench_backup,
     bench_apply,
@@ -828,6 +832,7 @@ STEPS: tuple[Callable[[Bench], Row], ...] = (
     bench_realbins,
     bench_slow_update,
     bench_downtime,
+    bench_realbins_slow,
 )
 
 

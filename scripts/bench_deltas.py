@@ -10,12 +10,16 @@
    the native script (curl, zip, ``7zz x``) on the full packages.
 9. **downtime**: from the host's exit to done, on the same slow link: the update after a
    ``--prepare`` against the update without one.
+10. **real binaries over the slow link**: row 8 on row 7's releases. The generated builds of
+   row 8 change by fresh random bytes (a region of a large binary and whole small files), which
+   no delta can shrink; real releases change as rebuilt code does.
 
 The helpers of scripts/bench (timing, servers, installs) come in as ``bench``, the module.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from contextlib import ExitStack
@@ -27,6 +31,7 @@ from tests.support import realbins
 from tests.support.slowlink import SlowLink
 from updater.publisher import publish, repository
 from updater.publisher.licenses import open_registry
+from updater.shared import package
 
 #: The practice's line: 16 Mbit/s down.
 SLOW_RATE = 2_000_000
@@ -161,3 +166,85 @@ def fetch_lengths(repo: Path, build: int) -> list[int]:
     targets = repository.load_state(repo).targets.signed.targets
     return [t.length for name, t in targets.items()
             if name in (f"builds/{build}.7z", f"deltas/{build}.7z")]
+
+
+def _native_chain(bench: ModuleType, repo: Path, trees: list[Path], folder: Path) -> None:
+    """LZMA2 7z packages (``7zz a -mx5``) of the files of each full package after the first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(2, len(trees) + 1):
+        out = folder / f"{i}.7z"
+        if out.exists():
+            continue
+        names = [m.name for m in package.list_members(bench.package_file(repo, i))]
+        listing = folder / f"{i}.list"
+        listing.write_text("\n".join(names) + "\n", encoding="utf-8")
+        bench.run(["7zz", "a", "-t7z", "-m0=lzma2", "-mx5", "-scsUTF-8", out.with_suffix(".part"),
+                   f"@{listing}"], cwd=trees[i - 1])
+        out.with_suffix(".part").rename(out)
+        listing.unlink()
+
+
+def _chain_script(bench: ModuleType, repo: Path, count: int, url: str, work: Path) -> Path:
+    """The native script for the real binaries: curl, zip, 7zz x, rm, BUILD."""
+    lines = ["#!/usr/bin/env bash", "set -euo pipefail", 'install="$1"; work="$2"',
+             'rm -rf "$work"; mkdir -p "$work"']
+    for i in range(2, count + 1):
+        lines.append(f"curl -s -f --noproxy '*' -H '{bench.LICENSE_HEADER}: {bench.LICENSE}' "
+                     f'-o "$work/{i}.7z" {url}/targets/native/{i}.7z')
+    lines.append('(cd "$install" && zip -q -r -1 "$work/backup.zip" .)')
+    for i in range(2, count + 1):
+        lines.append(f'7zz x -aoa -y -o"$install" "$work/{i}.7z" > /dev/null')
+        gone = bench.deleted_files(repo, i)
+        if gone:
+            lines.append('(cd "$install" && rm -f -- ' + " ".join(map(shlex.quote, gone)) + ")")
+    lines.append(f'printf "{count}\\n" > "$install/{bench.BUILD_FILE}"')
+    script = work / "native-realbins.sh"
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def realbins_slow_row(b: Any, bench: ModuleType) -> Any:
+    """Row 10: the real binaries' chain over the 2 MB/s line, ours (deltas, prepare) against
+    the native script on the full packages (LZMA2)."""
+    trees = ([b.trees[n] for n in bench.BUILDS[:4]] if b.cfg.quick
+             else realbins.release_trees())
+    work = b.cfg.work / "realbins"
+    repo = work / "delta" / "repo"
+    if not (repo / "metadata").is_dir():
+        _publish_chain(bench, trees, work / "delta", True)
+    _native_chain(bench, repo, trees, repo / "targets" / "native")
+    root = repo / "metadata" / "1.root.json"
+    with ExitStack() as stack:
+        url = bench.start_server(stack, repo, work / "server-slow.log")
+        link = stack.enter_context(SlowLink(_upstream(url), SLOW_RATE))
+        copies = {}
+        for who in ("ours", "native"):
+            copies[who] = work / f"slow-{who}"
+            shutil.rmtree(copies[who], ignore_errors=True)
+            shutil.copytree(trees[0], copies[who])
+            (copies[who] / bench.BUILD_FILE).write_text("1\n")
+            bench.with_config(copies[who], link.url)
+        bench.os.sync()
+        started = time.perf_counter()
+        bench.run_frozen(b.exe, copies["ours"], "--prepare", "--trusted-root", root)
+        bench.run_frozen(b.exe, copies["ours"], "--trusted-root", root)
+        ours = time.perf_counter() - started
+        script = _chain_script(bench, repo, len(trees), link.url, work)
+        theirs, _ = bench.timed_tool(["bash", script, copies["native"], work / "native-work"])
+    for who, copy in copies.items():
+        bench.check_build(copy, trees[-1], len(trees), f"{who}, real binaries, slow link")
+        shutil.rmtree(copy)
+    shutil.rmtree(work / "native-work", ignore_errors=True)
+    fetched = sum(min(fetch_lengths(repo, i)) for i in range(2, len(trees) + 1))
+    native = sum((repo / "targets/native" / f"{i}.7z").stat().st_size
+                 for i in range(2, len(trees) + 1))
+    return bench.Row(
+        f"10. real binaries at {SLOW_RATE / 1e6:.0f} MB/s, {len(trees) - 1} updates",
+        f"{ours:.1f}",
+        f"script {theirs:.1f}",
+        f"{ours / theirs:.2f}",
+        "<= 0.4",
+        ours <= 0.4 * theirs,
+        f"downloaded: ours {bench.fmt_mb(fetched)} (deltas), script {bench.fmt_mb(native)} "
+        "(LZMA2)",
+    )
