@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import Vendor, make_install, program_files, vendor_files
 from tests.support.crash import read_ops, run_updater
-from updater.core.paths import BUILD_FILE
+from updater.core.paths import BUILD_FILE, JOURNAL_FILE
 
 
 def test_every_file_is_flushed_before_it_is_renamed_into_place(
@@ -46,3 +46,30 @@ def test_every_file_is_flushed_before_it_is_renamed_into_place(
                         if kind == "replace" and path == BUILD_FILE)
     assert any(kind == "fsync" and path.endswith(".tmp") and build_written - 3 < n < build_written
                for n, (_i, kind, path) in enumerate(ops)), "BUILD is flushed before its rename"
+
+
+def test_a_restore_flushes_its_deletions_before_the_journal_goes(
+        vendor: Vendor, server_url: str, tmp_path: Path) -> None:
+    """The last build's apply fails, the backup is restored: files the update had added are
+    deleted again, and each folder they were deleted from is flushed before the journal goes
+    (on btrfs, without it, the power-cut suite saw a restored install keep an added file)."""
+    counted = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
+    done = run_updater(counted, vendor.root_file, ops_file=tmp_path / "counted.ops", timeout=120)
+    assert done.returncode == 0, done.stderr
+    clean = read_ops(tmp_path / "counted.ops", counted)
+    failing = clean.ident(clean.number("replace opusi.dll"))  # in build 1155, the last
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+    done = run_updater(install, vendor.root_file, fault=f"once:{failing}",
+                       ops_file=tmp_path / "ops", timeout=120)
+    assert done.returncode == 16, done.stderr
+    assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
+    run = read_ops(tmp_path / "ops", install)
+    journal_gone = max(n for n, op in enumerate(run.ops) if op == "unlink " + JOURNAL_FILE)
+    added = "Program/Module/neu ñ/日本語.txt"  # added by 1148, not in the backup of 1147
+    deleted = max(n for n, op in enumerate(run.ops) if op == f"unlink {added}")
+    assert deleted < journal_gone
+    # its folder became empty and was removed: the folder above it is flushed, with the
+    # deletions (before the restored files are written, whose folders are flushed after them)
+    written = next(n for n in range(deleted, journal_gone) if run.ops[n].startswith("replace "))
+    assert "rmdir Program/Module/neu ñ" in run.ops[deleted:written]
+    assert "fsync_dir Program/Module" in run.ops[deleted:written], run.ops[deleted:written + 1]

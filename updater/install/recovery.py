@@ -46,6 +46,7 @@ def undo(install: Path, record: journal.Journal, saved: Backup, what: str) -> No
     try:
         journal.write_journal(install, record.restoring())
         restore_paths(saved, install, record.touched)
+        fileops.sync_all(install)  # as after an update: everything on disk before the journal
         journal.clear_journal(install)
     except (OpusiError, OSError) as e:
         write_history(install, record.from_build, record.from_build, "RESTORE FAILED")

@@ -135,13 +135,21 @@ def _folders_of(infos: Iterable[zipfile.ZipInfo]) -> set[str]:
 
 
 def _delete_files(install: Path, paths: list[str], kept_folders: set[str]) -> None:
-    """Delete ``paths`` (and a leftover restore temp file of each), then emptied folders."""
+    """Delete ``paths`` (and a leftover restore temp file of each), then emptied folders; the
+    folders they were deleted from are flushed (the deletions durable before the journal goes:
+    btrfs, unlike ext4 and NTFS, does not keep them in order with a later flushed change)."""
+    touched: set[Path] = set()
     for rel in paths:
         target = install / rel
         for path in (target, _temp_for(target)):
             if os.path.lexists(path):
                 fileops.unlink(path)
+                touched.add(path.parent)
         _remove_empty_parents(install, rel, kept_folders)
+    for folder in sorted(touched):
+        while not folder.is_dir() and folder != install:  # removed as empty: its parent
+            folder = folder.parent
+        fileops.sync_dir(folder)
 
 
 def _remove_empty_parents(install: Path, rel: str, kept_folders: set[str]) -> None:
