@@ -34,6 +34,7 @@ over. ``--only`` measures the chosen rows. Exit code 0 even when goals are misse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -517,7 +518,8 @@ def fetch_build(b: Bench, build: int) -> download.DownloadedBuild:
     shutil.rmtree(cache, ignore_errors=True)
     root = (b.repo / "metadata" / "1.root.json").read_bytes()
     view = trust.read_view(b.url, cache / "metadata", root, fetcher)
-    wanted = [r for r in view.builds if r.build == build]
+    # the full package: row 2 compares its apply with 7-Zip's (row 7 measures the deltas)
+    wanted = [dataclasses.replace(r, delta=None) for r in view.builds if r.build == build]
     return download.download_builds(fetcher, wanted, cache / "downloads")[0]
 
 

@@ -6,11 +6,7 @@ never changes a program file or the customer data, whatever moment it is killed 
 
 from __future__ import annotations
 
-import random
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,14 +23,14 @@ from tests.conftest import (
     run_logs,
     vendor_files,
 )
+from tests.faults.kills import sample
 from tests.integration.test_deltas import delta_builds
 from tests.integration.test_update import run
-from updater.core.paths import CONFIG_FILE, WORK_DIR
+from tests.support.crash import KILLED, read_ops, run_updater
+from updater.core.paths import CONFIG_FILE
 from updater.install.backup.store import backups_in
 from updater.install.stage import PREPARED_INDEX, prepared_dir
 from updater.publisher.serving import Server
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -147,34 +143,26 @@ def test_changes_after_prepare_are_noticed(tmp_path: Path, pvendor: Vendor,
     assert "not using the prepared build" in logs and "changed since it was prepared" in logs
 
 
-def _updater(install: Path, vendor: Vendor, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "updater.install.cli", "--install-dir", str(install),
-            "--trusted-root", str(vendor.root_file), "--yes", "--progress", "json",
-            "--timeout", "5", *extra]
-
-
-def test_prepare_killed_at_random_moments(tmp_path: Path, pvendor: Vendor,
-                                          serving: Serving) -> None:
-    """Killed (SIGKILL) at random moments, run again: the program files and data never
-    change; the next prepare goes on, the update then ends at the newest build, exactly."""
-    install = _install(tmp_path, pvendor, serving.url)
-    program, data = program_snapshot(install), data_snapshot(install)
-    rng = random.Random(14)
-    killed = 0
-    for _ in range(6):
-        proc = subprocess.Popen(_updater(install, pvendor, "--prepare"), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
+def test_prepare_killed_at_its_file_operations(tmp_path: Path, pvendor: Vendor,
+                                               serving: Serving) -> None:
+    """Killed (SIGKILL, the test hook) right before operations spread over a whole prepare run,
+    then run again: the program files and data never change; the update then ends exactly at
+    the newest build."""
+    counted = _install(tmp_path / "counted", pvendor, serving.url)
+    done = run_updater(counted, pvendor.root_file, "--prepare", ops_file=tmp_path / "ops")
+    assert done.returncode == 0, done.stderr
+    ops = read_ops(tmp_path / "ops", counted)
+    moments = sample(range(1, len(ops.ops) + 1), 6)
+    for i, k in enumerate(moments):
+        install = _install(tmp_path / str(k), pvendor, serving.url)
+        program, data = program_snapshot(install), data_snapshot(install)
+        killed = run_updater(install, pvendor.root_file, "--prepare", kill_at=ops.ident(k))
+        assert killed.returncode == KILLED, (k, ops.ops[k - 1], killed.stderr[-500:])
         assert program_snapshot(install) == program and data_snapshot(install) == data
-        if killed == 0:  # done before the first kill: start over to kill a prepare midway
-            shutil.rmtree(install / WORK_DIR / "prepared", ignore_errors=True)
-    assert killed >= 3
-    assert run(install, pvendor, "--prepare") == 0
-    assert program_snapshot(install) == program and data_snapshot(install) == data
-    assert run(install, pvendor) == 0
-    assert program_files(install) == vendor_files(pvendor.trees[3], 3)
-    assert data_snapshot(install) == data
+        again = run_updater(install, pvendor.root_file, "--prepare")
+        assert again.returncode == 0, again.stderr
+        assert program_snapshot(install) == program and data_snapshot(install) == data
+        if i == len(moments) // 2:
+            assert run(install, pvendor) == 0
+            assert program_files(install) == vendor_files(pvendor.trees[3], 3)
+            assert data_snapshot(install) == data

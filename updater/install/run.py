@@ -190,7 +190,8 @@ def _update(
         journal.clear_journal(install)  # until it is gone, the next run would undo the update
     except BaseException as e:
         raise recovery.restore_after_failure(install, saved, record, e, reporter) from e
-    for folder in (downloads_dir, stage.prepared_dir(install)):
+    prepared = stage.prepared_dir(install)
+    for folder in ([prepared] if prepared.exists() else []) + [downloads_dir]:
         try:  # the update is complete; the downloads are only in the way now
             fileops.rmtree(folder)
         except OSError as e:
