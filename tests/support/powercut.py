@@ -187,4 +187,27 @@ def updater_case(files: qemu.BootFiles, work: Path, tools: Path, install: Path,
             case.final = str(build)
     case.data_same = data_snapshot(tree) == data_snapshot(install)
     case.seconds = time.monotonic() - start
+    if case.final == "neither" or not case.data_same:
+        _explain(have, {b: vendor_files(trees[b], b) for b in (1147, 1155)},
+                 data_snapshot(tree), data_snapshot(install), work / f"diff-{name}.log")
     return case
+
+
+def _explain(have: dict[str, str], builds: dict[int, dict[str, str]], data: dict[str, str],
+             data_before: dict[str, str], out: Path) -> None:
+    """Write down how a failed case's install differs from each build and its data from the
+    original (kept with the guest consoles)."""
+    lines = []
+    for build, want in builds.items():
+        lines.append(f"against build {build}:")
+        for path in sorted(set(have) | set(want)):
+            if have.get(path) != want.get(path):
+                state = ("missing" if path not in have else "extra" if path not in want
+                         else "different")
+                lines.append(f"  {state}: {path}")
+    lines.append("customer data:")
+    for path in sorted(set(data) | set(data_before)):
+        if data.get(path) != data_before.get(path):
+            lines.append(f"  {'missing' if path not in data else 'changed'}: {path}")
+    out.write_text("\n".join(lines) + "\n")
+    log(f"what differs: {out}")
