@@ -290,6 +290,11 @@ def test_killed_publish_leaves_what_clients_see_unchanged(
     assert 1148 in outcomes, "no kill landed before the publish completed"
     if 1150 not in repository.load_state(repo_dir).builds():
         publish.publish_build(repo_dir, keys, 1150, tree)
+    else:
+        # killed after the switch, before it removed its staging folder (with delta packages
+        # that takes longer): the next command removes it first, also one that is refused
+        with pytest.raises(PublishRefusedError):
+            publish.publish_build(repo_dir, keys, 1150, tree)
     assert max(repository.load_state(repo_dir).builds()) == 1150
     assert not (repo_dir / repository.STAGING_DIR).exists()
 
