@@ -67,7 +67,7 @@ def realbins_row(b: Any, bench: ModuleType) -> Any:
         trees = realbins.release_trees()
         what = f"{realbins.PACKAGE} {', '.join(realbins.RELEASES)} win_amd64"
     work = b.cfg.work / "realbins"
-    plain_repo, plain_t, full, _ = _publish_chain(bench, trees, work / "plain", False)
+    _, plain_t, full, _ = _publish_chain(bench, trees, work / "plain", False)
     repo, delta_t, _, fetch = _publish_chain(bench, trees, work / "delta", True)
     install = work / "install"
     shutil.rmtree(install, ignore_errors=True)
@@ -83,7 +83,6 @@ def realbins_row(b: Any, bench: ModuleType) -> Any:
     shutil.rmtree(install)
     ratio = fetch / full
     publish_ratio = sum(delta_t) / sum(plain_t)
-    del plain_repo
     return bench.Row(
         f"7. real binaries, {len(trees) - 1} updates by deltas",
         f"{seconds:.2f}",

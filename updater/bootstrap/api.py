@@ -220,8 +220,14 @@ def updater_command(
     Unattended (``--yes``: the admin approved in the host) and with its window (``--gui``), so
     the admin sees the progress and the result while the host has exited.
     """
-    command = [str(updater), "--install-dir", str(install_root), "--wait-pid", str(host_pid),
-               "--yes", "--gui"]
+    return _command(updater, install_root, ["--wait-pid", str(host_pid), "--yes", "--gui"],
+                    trusted_root, proxy, extra_args)
+
+
+def _command(updater: Path, install_root: Path, mode: Sequence[str], trusted_root: Path | None,
+             proxy: str | None, extra_args: Sequence[str]) -> tuple[str, ...]:
+    """The updater's command line: ``mode``'s flags, and the root and proxy passed on."""
+    command = [str(updater), "--install-dir", str(install_root), *mode]
     if trusted_root is not None:
         command += ["--trusted-root", str(trusted_root.resolve())]
     if proxy:
@@ -322,14 +328,10 @@ def prepare_update(
     check_policy(install, min_build=min_build)
     _refuse_folder_in_install(download_dir, install.root)
     exe, folder = _fetch_updater(install, trusted_root, download_dir, proxy, platform)
-    command = [str(exe), "--install-dir", str(install.root), "--prepare", "--no-gui",
-               "--progress", "json"]
-    if trusted_root is not None:
-        command += ["--trusted-root", str(trusted_root.resolve())]
-    if proxy:
-        command += ["--proxy", proxy]
+    command = _command(exe, install.root, ["--prepare", "--no-gui", "--progress", "json"],
+                       trusted_root, proxy, extra_args)
     try:
-        with subprocess.Popen([*command, *extra_args], stdout=subprocess.PIPE,
+        with subprocess.Popen(command, stdout=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, text=True, encoding="utf-8") as proc:
             assert proc.stdout is not None
             for line in proc.stdout:

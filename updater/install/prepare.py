@@ -26,12 +26,16 @@ from updater.core.paths import BACKUP_DIR
 from updater.install import journal, preflight, stage
 from updater.install.backup.store import install_files
 from updater.install.backup.writer import ensure_backup
-from updater.install.run import UpdateRequest, as_increments, plan_update, work_dir
+from updater.install.run import (
+    SPACE_MARGIN,
+    UpdateRequest,
+    as_increments,
+    plan_update,
+    work_dir,
+)
 from updater.shared import fileops
 from updater.shared.download import missing_bytes
 from updater.shared.progress import Reporter
-
-_SPACE_MARGIN = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def prepare(request: UpdateRequest, reporter: Reporter) -> PrepareResult:
             preflight.check_space(
                 install, missing_bytes(plan.builds, stage.downloads_dir(install))
                 + installed_size + sum(max(b.unpacked_size, b.fetch_unpacked)
-                                       for b in plan.builds) + _SPACE_MARGIN)
+                                       for b in plan.builds) + SPACE_MARGIN)
             downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
             staged: dict[int, dict[str, Path]] = {}
             for item in downloads:
@@ -98,8 +102,11 @@ def prepare(request: UpdateRequest, reporter: Reporter) -> PrepareResult:
 
 def _drop_stale(install: Path, pending: tuple[int, ...]) -> None:
     """Remove builds prepared earlier that are no longer pending."""
-    folder = stage.prepared_dir(install)
-    if folder.is_dir():
-        for old in folder.iterdir():
-            if old.name not in {str(b) for b in pending}:
-                fileops.rmtree(old) if old.is_dir() else fileops.unlink(old)
+    folder, keep = stage.prepared_dir(install), {str(b) for b in pending}
+    for old in folder.iterdir() if folder.is_dir() else ():
+        if old.name in keep:
+            continue
+        if old.is_dir():
+            fileops.rmtree(old)
+        else:
+            fileops.unlink(old)

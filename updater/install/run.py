@@ -38,7 +38,8 @@ from updater.shared.transport import Fetcher, NetworkSettings
 
 log = logging.getLogger(__name__)
 
-_SPACE_MARGIN = 64 * 1024 * 1024
+#: Free space kept beyond what a run needs.
+SPACE_MARGIN = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _update(
         missing_bytes(plan.builds, downloads_dir)
         + installed_size
         + max(max(b.unpacked_size, b.fetch_unpacked) for b in plan.builds)
-        + _SPACE_MARGIN,
+        + SPACE_MARGIN,
     )
     downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
     with reporter.phase("backup", installed_size, build=plan.installed) as bar:
