@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,14 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
 
 @pytest.fixture(scope="session")
 def server_url(vendor: Vendor) -> Iterator[str]:
-    server = Server(vendor.repo, vendor.db, threads=8)
+    with served(vendor, threads=8) as url:
+        yield url
+
+
+@contextmanager
+def served(vendor: Vendor, threads: int = 4) -> Iterator[str]:
+    """The project's server for ``vendor``'s repository on 127.0.0.1; yields its URL."""
+    server = Server(vendor.repo, vendor.db, threads=threads)
     server.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

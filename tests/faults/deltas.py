@@ -24,14 +24,13 @@ from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 
-from tests.conftest import Vendor, make_install, make_vendor
+from tests.conftest import Vendor, make_install, make_vendor, served
 from tests.faults import Before, Outcome, Suite, outcome
 from tests.faults.kills import counted_ops, sample, start
 from tests.integration.test_deltas import delta_builds
 from tests.support.crash import KILLED
 from updater.core.paths import WORK_DIR
 from updater.publisher import deltas as publisher_deltas
-from updater.publisher.serving import Server
 from updater.shared import delta
 
 KLASS = "delta packages"
@@ -41,12 +40,8 @@ _folders = count()
 
 @contextmanager
 def _served(vendor: Vendor, suite: Suite) -> Iterator[Suite]:
-    server = Server(vendor.repo, vendor.db, threads=4)
-    server.start()
-    try:
-        yield dataclasses.replace(suite, vendor=vendor, url=f"http://127.0.0.1:{server.port}")
-    finally:
-        server.stop()
+    with served(vendor) as url:
+        yield dataclasses.replace(suite, vendor=vendor, url=url)
 
 
 def _fresh(suite: Suite, name: str) -> Path:

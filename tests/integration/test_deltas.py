@@ -17,13 +17,13 @@ from tests.conftest import (
     make_vendor,
     program_files,
     run_logs,
+    served,
     vendor_files,
 )
 from tests.integration.test_update import run
 from updater.core.builds import DELTA_DIR, WHOLE_DIR
 from updater.publisher import deltas as publisher_deltas
 from updater.publisher import repository
-from updater.publisher.serving import Server
 from updater.shared import delta, package
 
 
@@ -58,12 +58,8 @@ def dvendor(tmp_path_factory: pytest.TempPathFactory) -> Vendor:
 
 @pytest.fixture(scope="module")
 def durl(dvendor: Vendor) -> Iterator[str]:
-    server = Server(dvendor.repo, dvendor.db, threads=4)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(dvendor) as url:
+        yield url
 
 
 def _targets(vendor: Vendor) -> dict[str, dict[str, object]]:
@@ -131,14 +127,9 @@ def test_a_wrong_delta_signed_by_the_vendor_falls_back(
     monkeypatch.setattr(publisher_deltas, "_delta_of", wrong)
     vendor = make_vendor(tmp_path / "vendor", delta_builds())
     monkeypatch.undo()
-    server = Server(vendor.repo, vendor.db, threads=2)
-    server.start()
-    try:
-        install = make_install(tmp_path / "opusi", vendor.trees[1], 1,
-                               f"http://127.0.0.1:{server.port}")
+    with served(vendor, threads=2) as url:
+        install = make_install(tmp_path / "opusi", vendor.trees[1], 1, url)
         assert run(install, vendor) == 0
-    finally:
-        server.stop()
     assert program_files(install) == vendor_files(vendor.trees[3], 3)
     logs = run_logs(install)
     assert ("lib/big.dll rebuilt from its delta does not match the signed manifest" in logs

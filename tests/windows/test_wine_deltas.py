@@ -19,11 +19,11 @@ from tests.conftest import (
     program_files,
     program_snapshot,
     run_logs,
+    served,
     vendor_files,
 )
 from tests.integration.test_deltas import delta_builds
 from tests.windows.conftest import Windows, update
-from updater.publisher.serving import Server
 
 pytestmark = [pytest.mark.windows]
 
@@ -31,12 +31,8 @@ pytestmark = [pytest.mark.windows]
 @pytest.fixture(scope="module")
 def deltas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vendor, str]]:
     vendor = make_vendor(tmp_path_factory.mktemp("wine-deltas"), delta_builds())
-    server = Server(vendor.repo, vendor.db, threads=4)
-    server.start()
-    try:
-        yield vendor, f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(vendor) as url:
+        yield vendor, url
 
 
 def test_prepare_then_update_by_deltas(windows: Windows, deltas: tuple[Vendor, str],
