@@ -73,3 +73,31 @@ def test_a_restore_flushes_its_deletions_before_the_journal_goes(
     written = next(n for n in range(deleted, journal_gone) if run.ops[n].startswith("replace "))
     assert "rmdir Program/Module/neu ñ" in run.ops[deleted:written]
     assert "fsync_dir Program/Module" in run.ops[deleted:written], run.ops[deleted:written + 1]
+
+
+def test_a_restore_flushes_the_folders_it_makes_again(
+        vendor: Vendor, server_url: str, tmp_path: Path) -> None:
+    """Build 1148's apply removes old/ with its only file and fails right after: the restore
+    makes old/ again, and flushes the folder holding its entry (the install's root, where
+    nothing else changed: BUILD still says 1147) before the journal goes. On btrfs, a new
+    folder whose parent was never flushed is lost with its files after a power cut, though the
+    journal's later removal is kept: the power-cut suite saw build 1147 without
+    old/obsolete.dll and no journal left to repair it."""
+    counted = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
+    done = run_updater(counted, vendor.root_file, ops_file=tmp_path / "counted.ops", timeout=120)
+    assert done.returncode == 0, done.stderr
+    clean = read_ops(tmp_path / "counted.ops", counted)
+    removed = clean.ops.index("rmdir old")
+    failing = clean.ident(next(n for n in range(removed, len(clean.ops))
+                               if clean.ops[n].startswith("replace ")) + 1)
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+    done = run_updater(install, vendor.root_file, fault=f"once:{failing}",
+                       ops_file=tmp_path / "ops", timeout=120)
+    assert done.returncode == 16, done.stderr
+    assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
+    run = read_ops(tmp_path / "ops", install)
+    journal_gone = max(n for n, op in enumerate(run.ops) if op == "unlink " + JOURNAL_FILE)
+    made = run.ops.index("mkdir old")
+    assert made < journal_gone
+    assert "fsync_dir old" in run.ops[made:journal_gone]
+    assert "fsync_dir ." in run.ops[made:journal_gone], run.ops[made:journal_gone]

@@ -183,9 +183,11 @@ def _write_members(contents: Contents, install: Path,
                 fileops.unlink(other)
             discard(_temp_for(target))
             if not _matches(target, info):
+                if not target.parent.is_dir():  # made now (the update had removed it): its
+                    folders.update(target.parent.parents)  # entry is in the folder above
                 _write_member(zf, info, target)
                 folders.add(target.parent)
-    for folder in sorted(folders):
+    for folder in sorted(f for f in folders if f == install or install in f.parents):
         fileops.sync_dir(folder)
 
 
