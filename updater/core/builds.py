@@ -92,7 +92,7 @@ class DeltaFile:
 class DeltaInfo:
     """The signed record of a build's delta package, published beside its full package.
 
-    The package holds every file the full package holds: under ``delta/`` a zstd delta
+    The package holds every file the full package holds: under ``delta/`` an HDiffPatch delta
     against the file of build ``previous`` (:mod:`updater.shared.delta`), under ``whole/`` the
     file itself.
 

@@ -3,7 +3,8 @@ runs, so the practice waits only for the apply when the update starts.
 
 Downloads and checks every pending build (delta packages where smaller), stages each one into
 the working folder (deltas rebuilt from the installed files, or from the previous build as it
-was just staged) and checks it against the signed manifest, and makes the backup of the
+was just staged) and checks it against the signed manifest, and meanwhile, in a thread of its
+own (the line, not the disk, is the bottleneck), makes the backup of the
 installed build. A later run finds all of it ready: the downloads verified again, each prepared
 build's files checked once more against the manifest (:func:`updater.install.stage.take_prepared`),
 the backup reused only while every program file still has the size and modification time it
@@ -17,6 +18,7 @@ stopped: downloads resume, prepared builds are kept).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +26,16 @@ from updater.core.errors import NOTHING_CHANGED, OpusiError
 from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR
 from updater.install import journal, preflight, stage
-from updater.install.backup.store import install_files
+from updater.install.backup.store import Backup, install_files
 from updater.install.backup.writer import ensure_backup
 from updater.install.run import (
     SPACE_MARGIN,
     UpdateRequest,
-    as_increments,
     plan_update,
     work_dir,
 )
 from updater.shared import fileops
-from updater.shared.download import missing_bytes
+from updater.shared.download import DownloadedBuild, Downloader, missing_bytes
 from updater.shared.progress import Reporter
 
 
@@ -76,28 +77,45 @@ def prepare(request: UpdateRequest, reporter: Reporter) -> PrepareResult:
                 install, missing_bytes(plan.builds, stage.downloads_dir(install))
                 + installed_size + sum(max(b.unpacked_size, b.fetch_unpacked)
                                        for b in plan.builds) + SPACE_MARGIN)
-            downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
-            staged: dict[int, dict[str, Path]] = {}
-            for item in downloads:
-                build = item.build.build
-                folder = stage.prepared_dir(install) / str(build)
-                files = stage.take_prepared(folder, item.manifest)
-                if files is None:
-                    with reporter.phase("prepare", len(names[build]), build=build,
-                                        unit="files") as bar:
-                        base = stage.overlay_base(install, downloads, staged)
-                        files = stage.stage(item, folder, base, fetcher)
-                        stage.write_prepared(folder, files)
-                        bar.advance(len(files))
-                staged[build] = files
-            with reporter.phase("backup", installed_size, build=plan.installed) as bar:
-                saved, _created = ensure_backup(install, plan.installed, request.keep_backups,
-                                                as_increments(bar.advance))
+            # The backup needs only the installed files, and the line is the bottleneck:
+            # it is made while the builds download and are staged. (Should the download fail,
+            # leaving the block waits for the backup, which the next run then reuses.)
+            with ThreadPoolExecutor(1, thread_name_prefix="backup") as pool:
+                backup = pool.submit(_backup, install, plan.installed, request.keep_backups)
+                downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
+                staged = _stage_all(install, downloads, names, fetcher, reporter)
+                with reporter.phase("backup", installed_size, build=plan.installed) as bar:
+                    saved = backup.result()
+                    bar.advance(installed_size)
     except OpusiError as e:
         e.keeping(NOTHING_CHANGED)
         raise
     return PrepareResult(plan.installed, plan.target, pending, tuple(staged), saved.path,
                          seconds=time.monotonic() - started)
+
+
+def _backup(install: Path, build: int, keep: int) -> Backup:
+    """The backup of the installed build (made or reused), in a lane of its own."""
+    with fileops.lane("backup"):
+        return ensure_backup(install, build, keep)[0]
+
+
+def _stage_all(install: Path, downloads: list[DownloadedBuild], names: dict[int, tuple[str, ...]],
+               fetcher: Downloader, reporter: Reporter) -> dict[int, dict[str, Path]]:
+    """Stage every downloaded build (or take what an earlier prepare staged)."""
+    staged: dict[int, dict[str, Path]] = {}
+    for item in downloads:
+        build = item.build.build
+        folder = stage.prepared_dir(install) / str(build)
+        files = stage.take_prepared(folder, item.manifest)
+        if files is None:
+            with reporter.phase("prepare", len(names[build]), build=build, unit="files") as bar:
+                base = stage.overlay_base(install, downloads, staged)
+                files = stage.stage(item, folder, base, fetcher)
+                stage.write_prepared(folder, files)
+                bar.advance(len(files))
+        staged[build] = files
+    return staged
 
 
 def _drop_stale(install: Path, pending: tuple[int, ...]) -> None:

@@ -1,9 +1,9 @@
 """Staging a build from its delta package: files rebuilt from the installed ones, checked.
 
-A delta package (:class:`updater.core.builds.DeltaInfo`) holds each file the build writes,
-under ``delta/`` as a zstd delta against the previous build's file, under ``whole/`` as it is.
-A delta is applied only to a base file whose size and sha256 are the ones the signed record
-names, into staging; every file, rebuilt or whole, must match the build's signed manifest
+A delta package (:class:`updater.core.builds.DeltaInfo`) holds each file the build writes:
+under ``delta/`` as an HDiffPatch delta against the previous build's file, under ``whole/`` as
+it is. A delta is applied only to a base file whose size and sha256 are the ones the signed
+record names, into staging; every file, rebuilt or whole, must match the build's signed manifest
 before anything moves into the install. Any problem with the delta package raises
 :class:`DeltaUnusable`: the caller stages the build from its full package instead. The install
 is only read here.
@@ -126,12 +126,10 @@ def _rebuild(base: Path, patch: Path, record: DeltaFile, rel: str) -> Path:
         raise DeltaUnusable(f"{rel} in the install is not the file the delta applies to "
                             f"(changed locally?)")
     try:
-        new = delta.rebuild(old, patch.read_bytes(), record.size)
+        new = delta.rebuild(old, patch.read_bytes(), record.size, record.sha256)
     except delta.DeltaError as e:
         raise DeltaUnusable(f"{rel}: {e}") from e
     del old
-    if hashlib.sha256(new).hexdigest() != record.sha256:
-        raise DeltaUnusable(f"{rel} rebuilt from its delta does not match the signed manifest")
     out = patch.with_name(patch.name + ".new")
     info = patch.stat()
     with fileops.open_new(out) as handle:

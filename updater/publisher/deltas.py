@@ -1,5 +1,5 @@
-"""Delta packages: beside a build's full package, one whose large changed files are zstd deltas
-against the previous build's version (:mod:`updater.shared.delta`).
+"""Delta packages: beside a build's full package, one whose large changed files are HDiffPatch
+deltas against the previous build's version (:mod:`updater.shared.delta`).
 
 The previous build's files come from the repository itself: each is taken from the newest
 published package that holds it, and checked against the previous build's signed manifest.
@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,10 @@ KEEP_RATIO = 0.7
 #: A delta package is published where it is at most this fraction of the full package
 #: (tufup: 0.8; Velopack: when the deltas add up to less than the full package).
 PACKAGE_RATIO = 0.8
+#: Deltas made at once. HDiffPatch lets go of the GIL (two threads made two DLLs' deltas in 0.65
+#: of the time); each takes about 10x its old file in memory, so at most 4 at once (a 128 MiB
+#: file's delta alone takes about 1.3 GB).
+DELTA_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,11 @@ def make_delta_package(tree: Path, written: tuple[str, ...], bases: Mapping[str,
     folder = staging / "delta-package"
     records: list[tuple[str, DeltaFile]] = []
     names: list[str] = []
-    for rel in written:
+    with ThreadPoolExecutor(DELTA_WORKERS) as pool:  # HDiffPatch lets go of the GIL
+        patches = list(pool.map(lambda rel: _delta_of(bases.get(rel), tree / rel, manifest[rel]),
+                                written))
+    for rel, patch in zip(written, patches, strict=True):
         source, entry = tree / rel, manifest[rel]
-        patch = _delta_of(bases.get(rel), source, entry)
         member = f"{DELTA_DIR if patch is not None else WHOLE_DIR}{rel}"
         out = folder / member
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +138,8 @@ def _delta_of(base: Path | None, source: Path, entry: mf.FileEntry) -> bytes | N
     alone = delta.compressed_size(new)
     if len(patch) > KEEP_RATIO * alone:
         return None
-    if delta.rebuild(old, patch, len(new)) != new:  # the client checks too; never publish one
-        raise RepositoryError(f"The delta of {source} does not give the file back.")
+    try:  # the updater's own code path; never publish a delta that does not give the file back
+        delta.rebuild(old, patch, len(new), entry.sha256)
+    except delta.DeltaError as e:
+        raise RepositoryError(f"The delta of {source} does not give the file back: {e}") from e
     return patch
