@@ -18,7 +18,7 @@ stopped: downloads resume, prepared builds are kept).
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,13 +77,15 @@ def prepare(request: UpdateRequest, reporter: Reporter) -> PrepareResult:
                 install, missing_bytes(plan.builds, stage.downloads_dir(install))
                 + installed_size + sum(max(b.unpacked_size, b.fetch_unpacked)
                                        for b in plan.builds) + SPACE_MARGIN)
-            # The backup needs only the installed files, and the line is the bottleneck:
-            # it is made while the builds download and are staged. (Should the download fail,
-            # leaving the block waits for the backup, which the next run then reuses.)
-            with ThreadPoolExecutor(1, thread_name_prefix="backup") as pool:
+            # The line is the bottleneck: the backup (it needs only the installed files) is
+            # made, and each build staged as soon as it is downloaded, while the builds
+            # download. (Should the download fail, the backup is still finished: the next run
+            # reuses it.)
+            with ThreadPoolExecutor(1, thread_name_prefix="backup") as pool, \
+                    _Stager(install, fetcher) as stager:
                 backup = pool.submit(_backup, install, plan.installed, request.keep_backups)
-                downloads, names = stage.fetch_all(install, plan, fetcher, reporter)
-                staged = _stage_all(install, downloads, names, fetcher, reporter)
+                _downloads, names = stage.fetch_all(install, plan, fetcher, reporter, stager.add)
+                staged = stager.results(names, reporter)
                 with reporter.phase("backup", installed_size, build=plan.installed) as bar:
                     saved = backup.result()
                     bar.advance(installed_size)
@@ -100,22 +102,51 @@ def _backup(install: Path, build: int, keep: int) -> Backup:
         return ensure_backup(install, build, keep)[0]
 
 
-def _stage_all(install: Path, downloads: list[DownloadedBuild], names: dict[int, tuple[str, ...]],
-               fetcher: Downloader, reporter: Reporter) -> dict[int, dict[str, Path]]:
-    """Stage every downloaded build (or take what an earlier prepare staged)."""
-    staged: dict[int, dict[str, Path]] = {}
-    for item in downloads:
-        build = item.build.build
-        folder = stage.prepared_dir(install) / str(build)
-        files = stage.take_prepared(folder, item.manifest)
-        if files is None:
+class _Stager:
+    """Stages each build in a thread of its own (lane ``stage``) as soon as it is downloaded,
+    one after the other: a build's deltas apply to the files the build before it staged. A
+    build staged by an earlier prepare is taken as it is (checked once more)."""
+
+    def __init__(self, install: Path, fetcher: Downloader) -> None:
+        self.install, self.fetcher = install, fetcher
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="stage")
+        self.downloads: list[DownloadedBuild] = []
+        self.jobs: list[tuple[int, Future[dict[str, Path]]]] = []
+        self.staged: dict[int, dict[str, Path]] = {}
+
+    def __enter__(self) -> _Stager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, item: DownloadedBuild) -> None:
+        """Queue ``item``, the next build downloaded, for staging."""
+        self.downloads.append(item)
+        job = self.pool.submit(self._stage, item, list(self.downloads))
+        self.jobs.append((item.build.build, job))
+
+    def results(self, names: dict[int, tuple[str, ...]],
+                reporter: Reporter) -> dict[int, dict[str, Path]]:
+        """Wait for every build's staging (the first failure raised); the staged files."""
+        for build, job in self.jobs:
             with reporter.phase("prepare", len(names[build]), build=build, unit="files") as bar:
-                base = stage.overlay_base(install, downloads, staged)
-                files = stage.stage(item, folder, base, fetcher)
+                bar.advance(len(job.result()))
+        return self.staged
+
+    def _stage(self, item: DownloadedBuild, downloads: list[DownloadedBuild]) -> dict[str, Path]:
+        build = item.build.build
+        if len(self.staged) < len(downloads) - 1:  # an earlier build failed: results() says so
+            raise RuntimeError(f"build {build} not staged: an earlier build failed")
+        with fileops.lane("stage"):
+            folder = stage.prepared_dir(self.install) / str(build)
+            files = stage.take_prepared(folder, item.manifest)
+            if files is None:
+                base = stage.overlay_base(self.install, downloads, self.staged)
+                files = stage.stage(item, folder, base, self.fetcher)
                 stage.write_prepared(folder, files)
-                bar.advance(len(files))
-        staged[build] = files
-    return staged
+        self.staged[build] = files
+        return files
 
 
 def _drop_stale(install: Path, pending: tuple[int, ...]) -> None:

@@ -45,9 +45,14 @@ def prepared_dir(install: Path) -> Path:
     return install / WORK_DIR / "prepared"
 
 
-def fetch_all(install: Path, plan: UpdatePlan, fetcher: Downloader,
-              reporter: Reporter) -> tuple[list[DownloadedBuild], dict[int, tuple[str, ...]]]:
+def fetch_all(install: Path, plan: UpdatePlan, fetcher: Downloader, reporter: Reporter,
+              ready: Callable[[DownloadedBuild], None] | None = None,
+              ) -> tuple[list[DownloadedBuild], dict[int, tuple[str, ...]]]:
     """Download every pending build and check each package's header.
+
+    Args:
+        ready: Called with each build as soon as it is downloaded and checked, in order (a
+            prepare run stages it while the next ones download).
 
     Returns:
         The downloaded builds (a delta package whose header is unusable already replaced by
@@ -58,18 +63,22 @@ def fetch_all(install: Path, plan: UpdatePlan, fetcher: Downloader,
         :func:`updater.install.apply.package_names`.
     """
     folder = downloads_dir(install)
+    downloads, names = [], {}
     with reporter.phase("download", plan.download_bytes) as bar:
-        downloads = download_builds(fetcher, plan.builds, folder, bar.advance)
-    names = {}
-    for i, item in enumerate(downloads):
-        try:
-            names[item.build.build] = (
-                rebuild.delta_names(item.package, item.build, item.manifest) if item.is_delta
-                else apply.package_names(item.package, item.build, item.manifest))
-        except rebuild.DeltaUnusable as e:
-            downloads[i] = without_delta(fetcher, item, e)
-            names[item.build.build] = apply.package_names(downloads[i].package, item.build,
-                                                          item.manifest)
+        for build in plan.builds:
+            item = download_builds(fetcher, [build], folder, bar.advance)[0]
+            try:
+                names[build.build] = (
+                    rebuild.delta_names(item.package, item.build, item.manifest)
+                    if item.is_delta
+                    else apply.package_names(item.package, item.build, item.manifest))
+            except rebuild.DeltaUnusable as e:
+                item = without_delta(fetcher, item, e)
+                names[build.build] = apply.package_names(item.package, item.build,
+                                                         item.manifest)
+            downloads.append(item)
+            if ready is not None:
+                ready(item)
     return downloads, names
 
 
