@@ -74,9 +74,36 @@ def _parser() -> ArgumentParser:
     ts.add_argument("--timestamp-key", type=Path, required=True, help="KEYDIR/timestamp.pem")
     ts.add_argument("--min-remaining-hours", type=float, default=72.0)
 
+    _keys_parser(sub)
     _license_parser(sub)
     _serve_parser(sub)
     return parser
+
+
+def _keys_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="list, replace and add signing keys (see the README's "
+                                       "'bad day' section)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True,
+                                   parser_class=ArgumentParser)
+    show = keys_sub.add_parser("list", help="each role's key ids, threshold, version, expiry")
+    rotate = keys_sub.add_parser("rotate", help="replace a role's key (the first --keys "
+                                                "folder's) by a new one")
+    rotate.add_argument("role", choices=repository.ROLES)
+    add = keys_sub.add_parser("add-root-key", help="add a root key in a folder of its own and "
+                                                   "set the root threshold")
+    add.add_argument("--new-folder", type=Path, required=True,
+                     help="empty folder for the new root key (e.g. a second USB stick)")
+    add.add_argument("--threshold", type=int, required=True, help="root keys needed from now")
+    resign = keys_sub.add_parser("resign", help="sign a role anew with a fresh expiry")
+    resign.add_argument("role", choices=repository.ROLES)
+    for p in (rotate, resign):
+        p.add_argument("--days", type=int, default=None,
+                       help="lifetime of the new metadata (default: the repository's setting)")
+    for p in (show, rotate, add, resign):
+        p.add_argument("--repo", type=Path, required=True, help="repository folder")
+        p.add_argument("--keys", type=Path, action="append", default=[],
+                       help="a key folder; repeat for root keys kept apart (list: optional)")
+    show.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _repo_keys(parser: argparse.ArgumentParser) -> None:
@@ -206,6 +233,32 @@ def _resign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from updater.publisher import keys
+
+    if args.keys_command == "list":
+        for row in keys.list_keys(args.repo, args.keys):
+            if args.json:
+                print(json.dumps(row.as_json()))
+            else:
+                print(f"{row.role:<9} version {row.version:<4} expires "
+                      f"{row.expires:%Y-%m-%d %H:%M} UTC  threshold {row.threshold} of "
+                      f"{len(row.keyids)}: {', '.join(k[:16] for k in row.keyids)}"
+                      + "".join(f"\n{'':<9} key file {f}" for f in row.files))
+    elif args.keys_command == "rotate":
+        keyid = keys.rotate(args.repo, args.role, args.keys, args.days)
+        print(f"The {args.role} key is now {keyid[:16]} ({args.keys[0] / (args.role + '.pem')}); "
+              "the old one is kept as retired and no longer trusted.")
+    elif args.keys_command == "add-root-key":
+        keyid = keys.add_root_key(args.repo, args.keys, args.new_folder, args.threshold)
+        print(f"Added the root key {keyid[:16]} ({args.new_folder / 'root.pem'}); "
+              f"{args.threshold} root key(s) now sign each new root.")
+    else:
+        version = keys.resign(args.repo, args.role, args.keys, args.days)
+        print(f"{args.role} re-signed: version {version}.")
+    return 0
+
+
 def _license(args: argparse.Namespace) -> int:
     from updater.publisher.licenses import open_registry
 
@@ -262,6 +315,7 @@ _COMMANDS = {
     "publish-updater": _publish_updater,
     "list": _list,
     "resign-timestamp": _resign,
+    "keys": _keys,
     "license": _license,
     "serve": _serve,
 }
