@@ -158,6 +158,7 @@ def test_check_up_to_date(
         "download_bytes": 0,
         "updater_available": False,
         "interrupted": False,
+        "withdrawn": [],
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from updater.core.builds import Member, RemoteBuild, RemoteFile, RepositoryView
@@ -99,6 +101,57 @@ def test_gap_further_along_is_found_from_an_older_install() -> None:
     broken = view(remote_build(1147, None), remote_build(1150, 1147), remote_build(1152, 1149))
     with pytest.raises(PlanError, match="Build 1152"):
         make_plan(1150, broken)
+
+
+# --- withdrawn builds ------------------------------------------------------------------------
+
+FIVE = (1147, 1148, 1150, 1152, 1155)
+
+
+def chain(*withdrawn: int) -> RepositoryView:
+    builds = [remote_build(n, FIVE[i - 1] if i else None) for i, n in enumerate(FIVE)]
+    return view(*(replace(b, withdrawn="broken printing") if b.build in withdrawn else b
+                  for b in builds))
+
+
+@pytest.mark.parametrize(
+    ("withdrawn", "installed", "expected", "not_offered"),
+    [
+        # in the middle: passed through on the way to the next build offered
+        ((1150,), 1148, (1150, 1152, 1155), ()),
+        ((1150,), 1147, (1148, 1150, 1152, 1155), ()),
+        # at it: the builds after it as usual
+        ((1150,), 1150, (1152, 1155), ()),
+        # above it: nothing changes
+        ((1150,), 1152, (1155,), ()),
+        # the newest: installs below stay at the newest build offered
+        ((1155,), 1148, (1150, 1152), (1155,)),
+        ((1155,), 1152, (), (1155,)),
+        ((1152, 1155), 1148, (1150,), (1152, 1155)),
+        ((1152, 1155), 1152, (), (1155,)),
+        # every newer build withdrawn: nothing to do, and the admin is told why
+        ((1150, 1152, 1155), 1148, (), (1150, 1152, 1155)),
+        # a withdrawal is taken back by publishing the record without it
+        ((), 1148, (1150, 1152, 1155), ()),
+    ],
+)
+def test_a_withdrawn_build_is_never_the_target(
+        withdrawn: tuple[int, ...], installed: int, expected: tuple[int, ...],
+        not_offered: tuple[int, ...]) -> None:
+    plan = make_plan(installed, chain(*withdrawn))
+    assert tuple(b.build for b in plan.builds) == expected
+    assert plan.target == (expected[-1] if expected else installed)
+    assert plan.target not in withdrawn or plan.target == installed
+    assert plan.withdrawn == tuple((b, "broken printing") for b in not_offered)
+
+
+def test_a_gap_behind_the_newest_offered_build_is_no_error() -> None:
+    """Only a gap on the path itself leaves no valid path (error 21)."""
+    builds = [*chain(1155).builds[:-1], replace(chain(1155).builds[-1], previous=1151)]
+    assert tuple(b.build for b in make_plan(1148, view(*builds)).builds) == (1150, 1152)
+    builds = [*chain(1152).builds[:-1], replace(chain().builds[-1], previous=1151)]
+    with pytest.raises(PlanError, match="Build 1155 was made for build 1151"):
+        make_plan(1148, view(*builds))
 
 
 # --- check_package ---------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class CheckResult:
         download_bytes: What the updater would download.
         updater_available: Whether the server offers an updater for this platform.
         interrupted: An interrupted update waits to be undone (the updater does it first).
+        withdrawn: Builds newer than the target that the vendor withdrew: (build, reason).
     """
 
     installed: int
@@ -76,6 +77,7 @@ class CheckResult:
     download_bytes: int
     updater_available: bool
     interrupted: bool = False
+    withdrawn: tuple[tuple[int, str], ...] = ()
 
     @property
     def status(self) -> str:
@@ -173,6 +175,7 @@ def check_for_updates(
         download_bytes=plan.download_bytes,
         updater_available=view.updater_for(platform or system.platform_name()) is not None,
         interrupted=(install.root / JOURNAL_FILE).exists(),
+        withdrawn=plan.withdrawn,
     )
 
 

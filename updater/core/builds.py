@@ -39,6 +39,8 @@ class BuildInfo:
         unpacked_size: Bytes of all files in the package, unpacked.
         files: Number of files in the package.
         manifest: Target name of the build's manifest (``manifests/<build>.json``).
+        withdrawn: Why the vendor withdrew the build (it is then offered to no install as
+            the build to end at); None while it is offered.
     """
 
     build: int
@@ -47,14 +49,18 @@ class BuildInfo:
     unpacked_size: int
     files: int
     manifest: str
+    withdrawn: str | None = None
 
     def to_custom(self) -> dict[str, Any]:
         """The target's ``custom`` field."""
-        return {CUSTOM_KEY: {
+        record = {
             "kind": "build", "build": self.build, "previous": self.previous,
             "deleted": list(self.deleted), "unpacked_size": self.unpacked_size,
             "files": self.files, "manifest": self.manifest,
-        }}
+        }
+        if self.withdrawn is not None:
+            record["withdrawn"] = self.withdrawn
+        return {CUSTOM_KEY: record}
 
     @classmethod
     def from_custom(cls, custom: object) -> BuildInfo:
@@ -75,6 +81,7 @@ class BuildInfo:
             unpacked_size=_number(info, "unpacked_size"),
             files=_number(info, "files") if "files" in info else 0,
             manifest=_text(info, "manifest"),
+            withdrawn=_text(info, "withdrawn") if "withdrawn" in info else None,
         )
 
 
@@ -242,6 +249,7 @@ class RemoteBuild:
     package: RemoteFile
     manifest: RemoteFile
     delta: RemoteDelta | None = None
+    withdrawn: str | None = None  # why the vendor withdrew it (BuildInfo.withdrawn)
 
     @property
     def fetch(self) -> RemoteFile:
@@ -315,7 +323,8 @@ def describe_targets(base_url: str, targets: Mapping[str, SignedTarget]) -> Repo
                 if not (target.sha256 and info.manifest in files and files[info.manifest].sha256):
                     raise SchemaError(f"it or its manifest {info.manifest!r} has no sha256")
                 builds.append(RemoteBuild(info.build, info.previous, info.deleted,
-                                          info.unpacked_size, files[name], files[info.manifest]))
+                                          info.unpacked_size, files[name], files[info.manifest],
+                                          withdrawn=info.withdrawn))
             elif kind == "updater":
                 updater = UpdaterInfo.from_custom(target.custom)
                 if not target.sha256:

@@ -22,6 +22,9 @@ class UpdatePlan:
 
     installed: int
     builds: tuple[RemoteBuild, ...]
+    #: Builds the vendor withdrew that the plan does not end at: (build, reason), ascending.
+    #: (A withdrawn build before the target is passed through: the next build is made on it.)
+    withdrawn: tuple[tuple[int, str], ...] = ()
 
     @property
     def target(self) -> int:
@@ -40,15 +43,25 @@ class UpdatePlan:
 
 
 def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
-    """Every published build newer than ``installed``, as an unbroken chain from it.
+    """Every published build newer than ``installed``, as an unbroken chain from it, up to the
+    newest one the vendor has not withdrawn.
+
+    A withdrawn build is never the build a plan ends at: an install below it goes on to the
+    next build that is offered, passing through it (each build is made on the one before), or,
+    where none follows yet, stays where it is. An install at a withdrawn build is offered the
+    builds after it as usual.
 
     Raises:
         PlanError: The install is older than the oldest build on the server, or a build's
             signed predecessor is not the build before it (a gap nothing can bridge).
     """
-    pending = tuple(b for b in view.builds if b.build > installed)
+    newer = tuple(b for b in view.builds if b.build > installed)
+    offered = [i for i, b in enumerate(newer) if b.withdrawn is None]
+    pending = newer[:offered[-1] + 1] if offered else ()
+    withdrawn = tuple((b.build, b.withdrawn) for b in newer[len(pending):]
+                      if b.withdrawn is not None)
     if not pending:
-        return UpdatePlan(installed=installed, builds=())
+        return UpdatePlan(installed=installed, builds=(), withdrawn=withdrawn)
     known = [b.build for b in view.builds]
     expected: int | None = installed
     for build in pending:
@@ -58,7 +71,7 @@ def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
                 hint=_("Please contact the vendor's support."),
             )
         expected = build.build
-    return UpdatePlan(installed=installed, builds=pending)
+    return UpdatePlan(installed=installed, builds=pending, withdrawn=withdrawn)
 
 
 def _gap_message(installed: int, build: RemoteBuild, expected: int | None, known: list[int]) -> str:

@@ -141,6 +141,9 @@ def _locked_run(request: UpdateRequest, reporter: Reporter, confirm: Confirm | N
         try:
             plan, fetcher = plan_update(request)
             pending = tuple(b.build for b in plan.builds)
+            for build, reason in plan.withdrawn:
+                reporter.message(_("Build {build} was withdrawn by the vendor and is not "
+                                   "installed: {reason}", build=build, reason=reason))
             if not plan.builds or (confirm is not None and not confirm(plan)):
                 return UpdateResult(plan.installed, plan.installed, pending,
                                     recovered=recovered is not None)

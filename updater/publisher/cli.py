@@ -74,6 +74,14 @@ def _parser() -> ArgumentParser:
     ts.add_argument("--timestamp-key", type=Path, required=True, help="KEYDIR/timestamp.pem")
     ts.add_argument("--min-remaining-hours", type=float, default=72.0)
 
+    wd = sub.add_parser("withdraw", help="stop offering a build that turned out broken "
+                                         "(or, with --undo, offer it again)")
+    _repo_keys(wd)
+    wd.add_argument("--build", type=int, required=True, help="the build to withdraw")
+    wd_how = wd.add_mutually_exclusive_group(required=True)
+    wd_how.add_argument("--reason", help="why, in a sentence (signed; admins may see it)")
+    wd_how.add_argument("--undo", action="store_true", help="offer the build again")
+
     _keys_parser(sub)
     _license_parser(sub)
     _serve_parser(sub)
@@ -259,6 +267,15 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _withdraw(args: argparse.Namespace) -> int:
+    from updater.publisher import offer
+
+    info = offer.withdraw(args.repo, args.keys, args.build, None if args.undo else args.reason)
+    print(f"Build {info.build} is withdrawn: {info.withdrawn}" if info.withdrawn
+          else f"Build {info.build} is offered.")
+    return 0
+
+
 def _license(args: argparse.Namespace) -> int:
     from updater.publisher.licenses import open_registry
 
@@ -316,6 +333,7 @@ _COMMANDS = {
     "list": _list,
     "resign-timestamp": _resign,
     "keys": _keys,
+    "withdraw": _withdraw,
     "license": _license,
     "serve": _serve,
 }
