@@ -159,6 +159,7 @@ def test_check_up_to_date(
         "updater_available": False,
         "interrupted": False,
         "withdrawn": [],
+        "held_back": [],
     }
 
 

@@ -1,6 +1,7 @@
-"""Withdrawing a build (``opusi-repo withdraw``): installs below, at and above it end where the
-chain rules say, through the project's server on loopback; the bootstrap's check reports it;
-bad input changes nothing."""
+"""Withdrawing a build (``opusi-repo withdraw``) and a staged rollout (``opusi-repo rollout``):
+installs below, at and above a withdrawn build, inside and outside a rollout, in a channel, and
+one whose admin asks for a build, each end where the rules say, through the project's server on
+loopback; the bootstrap's check reports it; bad input changes nothing."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from tests.conftest import (
 )
 from tests.integration.test_update import run
 from updater.bootstrap.cli import main as bootstrap_main
+from updater.core.rollout import place
 from updater.publisher.cli import main as repo_main
+from updater.publisher.licenses import open_registry
 
 
 @pytest.fixture
@@ -105,3 +108,51 @@ def test_bad_withdrawals_change_nothing(wvendor: Vendor, tmp_path: Path,
     assert "not the targets key" in capsys.readouterr().err
     assert _withdraw(vendor, "--build", "1150", "--undo") == 0  # not withdrawn: nothing to do
     assert metadata() == before
+
+
+def test_a_staged_rollout_and_asking_for_a_build(
+        wvendor: Vendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Build 1155 to 30% of licenses and to the channel beta: a license inside updates, one
+    outside stays at 1152 and is told why, until its admin asks for 1155; a beta practice
+    gets it at 0% as well; raising to everyone reaches the rest."""
+    vendor = wvendor
+    numbers = [f"{n:05}-ROL" for n in range(200)]
+    inside = next(n for n in numbers if place(n, 1155) < 30)
+    outside = [n for n in numbers if place(n, 1155) >= 30][:2]
+    with open_registry(vendor.db) as registry:
+        for number in (inside, *outside):
+            registry.add(number, entitled_until=None)
+    assert repo_main(["rollout", "--repo", str(vendor.repo), "--keys", str(vendor.keys),
+                      "--build", "1155", "--percent", "30", "--channel", "beta"]) == 0
+    assert "offered to 30% of licenses and the channel(s) beta" in capsys.readouterr().out
+    with served(vendor) as url:
+        def at_1152(name: str, number: str, **ini: str) -> Path:
+            return make_install(tmp_path / name, vendor.trees[1152], 1152, url, number, ini)
+
+        yes, no, asked = (at_1152("in", inside), at_1152("out", outside[0]),
+                          at_1152("asked", outside[1]))
+        assert run(yes, vendor) == 0
+        assert program_files(yes) == vendor_files(vendor.trees[1155], 1155)
+        report = _check(no, vendor, capsys)
+        assert (report["status"], report["held_back"]) == ("up-to-date", [1155])
+        assert run(no, vendor) == 0
+        assert program_files(no) == vendor_files(vendor.trees[1152], 1152)
+        assert "Builds 1155 are not offered to this installation yet" in run_logs(no)
+        assert run(asked, vendor, "--build", "1155") == 0
+        assert program_files(asked) == vendor_files(vendor.trees[1155], 1155)
+
+        assert repo_main(["rollout", "--repo", str(vendor.repo), "--keys", str(vendor.keys),
+                          "--build", "1155", "--percent", "0", "--channel", "beta"]) == 0
+        beta = at_1152("beta", outside[0], channel="beta")
+        assert run(beta, vendor) == 0
+        assert program_files(beta) == vendor_files(vendor.trees[1155], 1155)
+
+        assert repo_main(["rollout", "--repo", str(vendor.repo), "--keys", str(vendor.keys),
+                          "--build", "1155", "--everyone"]) == 0
+        assert run(no, vendor) == 0
+        assert program_files(no) == vendor_files(vendor.trees[1155], 1155)
+    for args, message in [(["--percent", "101"], "from 0 to 100"),
+                          (["--percent", "5", "--channel", "Beta Test"], "Bad channel name")]:
+        assert repo_main(["rollout", "--repo", str(vendor.repo), "--keys", str(vendor.keys),
+                          "--build", "1155", *args]) == 31
+        assert message in capsys.readouterr().err

@@ -48,6 +48,7 @@ from updater.core.i18n import _
 from updater.core.install import Install
 from updater.core.paths import JOURNAL_FILE, WORK_DIR
 from updater.core.plan import make_plan
+from updater.core.rollout import Client
 from updater.shared import config, installs, system, trust
 from updater.shared.download import fetch_verified
 from updater.shared.transport import Fetcher, NetworkSettings
@@ -69,6 +70,7 @@ class CheckResult:
         updater_available: Whether the server offers an updater for this platform.
         interrupted: An interrupted update waits to be undone (the updater does it first).
         withdrawn: Builds newer than the target that the vendor withdrew: (build, reason).
+        held_back: Newer builds in a staged rollout that does not include this install yet.
     """
 
     installed: int
@@ -78,6 +80,7 @@ class CheckResult:
     updater_available: bool
     interrupted: bool = False
     withdrawn: tuple[tuple[int, str], ...] = ()
+    held_back: tuple[int, ...] = ()
 
     @property
     def status(self) -> str:
@@ -167,7 +170,7 @@ def check_for_updates(
     check_policy(install, at_startup=at_startup, min_build=min_build,
                  min_build_startup=min_build_startup)
     view, _ = _read_view(install, trusted_root, proxy)
-    plan = make_plan(install.build, view)
+    plan = make_plan(install.build, view, Client(install.ini.license_number, install.ini.channel))
     return CheckResult(
         installed=install.build,
         pending=tuple(b.build for b in plan.builds),
@@ -176,6 +179,7 @@ def check_for_updates(
         updater_available=view.updater_for(platform or system.platform_name()) is not None,
         interrupted=(install.root / JOURNAL_FILE).exists(),
         withdrawn=plan.withdrawn,
+        held_back=plan.held_back,
     )
 
 

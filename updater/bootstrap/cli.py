@@ -83,7 +83,8 @@ def _run_check(args: argparse.Namespace) -> dict[str, Any]:
     return {"status": result.status, "installed": result.installed, "pending": list(result.pending),
             "target": result.target, "download_bytes": result.download_bytes,
             "updater_available": result.updater_available, "interrupted": result.interrupted,
-            "withdrawn": [{"build": b, "reason": r} for b, r in result.withdrawn]}
+            "withdrawn": [{"build": b, "reason": r} for b, r in result.withdrawn],
+            "held_back": list(result.held_back)}
 
 
 def _run_start(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,14 +12,18 @@ the client works with (:class:`RemoteFile`, :class:`RemoteBuild`, :class:`Remote
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from updater.core.i18n import _
+from updater.core.rollout import Audience
 
 #: The key of our records in a target's ``custom`` field.
 CUSTOM_KEY = "opusi"
+#: A rollout channel's name, as the vendor gives it and ``update.ini`` names it.
+CHANNEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 #: Folders of a delta package: files rebuilt from the previous build's version, files whole.
 DELTA_DIR, WHOLE_DIR = "delta/", "whole/"
 
@@ -41,6 +45,7 @@ class BuildInfo:
         manifest: Target name of the build's manifest (``manifests/<build>.json``).
         withdrawn: Why the vendor withdrew the build (it is then offered to no install as
             the build to end at); None while it is offered.
+        audience: Who it is offered to (a staged rollout); everyone by default.
     """
 
     build: int
@@ -50,16 +55,20 @@ class BuildInfo:
     files: int
     manifest: str
     withdrawn: str | None = None
+    audience: Audience = Audience()
 
     def to_custom(self) -> dict[str, Any]:
         """The target's ``custom`` field."""
-        record = {
+        record: dict[str, Any] = {
             "kind": "build", "build": self.build, "previous": self.previous,
             "deleted": list(self.deleted), "unpacked_size": self.unpacked_size,
             "files": self.files, "manifest": self.manifest,
         }
         if self.withdrawn is not None:
             record["withdrawn"] = self.withdrawn
+        if self.audience != Audience():  # signed JSON has no fractions: tenths of a percent
+            permille = None if self.audience.percent is None else round(self.audience.percent * 10)
+            record["rollout"] = {"permille": permille, "channels": list(self.audience.channels)}
         return {CUSTOM_KEY: record}
 
     @classmethod
@@ -82,7 +91,23 @@ class BuildInfo:
             files=_number(info, "files") if "files" in info else 0,
             manifest=_text(info, "manifest"),
             withdrawn=_text(info, "withdrawn") if "withdrawn" in info else None,
+            audience=_audience(info.get("rollout")),
         )
+
+
+def _audience(value: object) -> Audience:
+    if value is None:
+        return Audience()
+    if not isinstance(value, dict):
+        raise SchemaError("'rollout' is not a record")
+    permille, channels = value.get("permille"), value.get("channels", [])
+    if permille is not None and (isinstance(permille, bool) or not isinstance(permille, int)
+                                 or not 0 <= permille <= 1000):
+        raise SchemaError("'rollout.permille' is not a whole number from 0 to 1000")
+    if not isinstance(channels, list) or not all(
+            isinstance(c, str) and CHANNEL_PATTERN.fullmatch(c) for c in channels):
+        raise SchemaError("'rollout.channels' is not a list of channel names")
+    return Audience(None if permille is None else permille / 10, tuple(channels))
 
 
 @dataclass(frozen=True)
@@ -250,6 +275,7 @@ class RemoteBuild:
     manifest: RemoteFile
     delta: RemoteDelta | None = None
     withdrawn: str | None = None  # why the vendor withdrew it (BuildInfo.withdrawn)
+    audience: Audience = Audience()  # who it is offered to (BuildInfo.audience)
 
     @property
     def fetch(self) -> RemoteFile:
@@ -324,7 +350,7 @@ def describe_targets(base_url: str, targets: Mapping[str, SignedTarget]) -> Repo
                     raise SchemaError(f"it or its manifest {info.manifest!r} has no sha256")
                 builds.append(RemoteBuild(info.build, info.previous, info.deleted,
                                           info.unpacked_size, files[name], files[info.manifest],
-                                          withdrawn=info.withdrawn))
+                                          withdrawn=info.withdrawn, audience=info.audience))
             elif kind == "updater":
                 updater = UpdaterInfo.from_custom(target.custom)
                 if not target.sha256:

@@ -14,8 +14,9 @@ from pathlib import Path
 class IniSettings:
     """What ``update.ini`` says (every value optional there).
 
-    ``language``: ``de`` or ``en`` when set; ``warnings``: values found where the updater does
-    not read them (see :mod:`updater.core.inifile`)."""
+    ``language``: ``de`` or ``en`` when set; ``channel``: the rollout channel the vendor put
+    the practice in (e.g. ``beta``; :mod:`updater.core.rollout`); ``warnings``: values found
+    where the updater does not read them (see :mod:`updater.core.inifile`)."""
 
     server_url: str | None
     license_number: str | None
@@ -25,6 +26,7 @@ class IniSettings:
     option_52: bool
     option_53: bool
     language: str | None = None
+    channel: str | None = None
     warnings: tuple[str, ...] = field(default=())
 
 

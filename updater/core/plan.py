@@ -14,6 +14,7 @@ from updater.core.builds import Member, RemoteBuild, RepositoryView
 from updater.core.errors import PlanError, UnsafeArchiveError
 from updater.core.i18n import _
 from updater.core.paths import BUILD_FILE, check_member_names, excluded_dir_of, fold, path_problem
+from updater.core.rollout import Client
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class UpdatePlan:
     #: Builds the vendor withdrew that the plan does not end at: (build, reason), ascending.
     #: (A withdrawn build before the target is passed through: the next build is made on it.)
     withdrawn: tuple[tuple[int, str], ...] = ()
+    #: Newer builds in a staged rollout that does not include this install yet.
+    held_back: tuple[int, ...] = ()
 
     @property
     def target(self) -> int:
@@ -42,36 +45,64 @@ class UpdatePlan:
         return sum(b.unpacked_size for b in self.builds)
 
 
-def make_plan(installed: int, view: RepositoryView) -> UpdatePlan:
+def make_plan(installed: int, view: RepositoryView, client: Client | None = None,
+              build: int | None = None) -> UpdatePlan:
     """Every published build newer than ``installed``, as an unbroken chain from it, up to the
-    newest one the vendor has not withdrawn.
+    newest one offered to this install, or up to ``build`` where the admin asked for it.
 
-    A withdrawn build is never the build a plan ends at: an install below it goes on to the
-    next build that is offered, passing through it (each build is made on the one before), or,
-    where none follows yet, stays where it is. An install at a withdrawn build is offered the
-    builds after it as usual.
+    A build is offered where the vendor has not withdrawn it and its rollout includes the
+    install (:mod:`updater.core.rollout`, by ``client``'s license number and channel). A build
+    that is not offered is never the build a plan ends at: an install below it goes on to the
+    next build offered, passing through it (each build is made on the one before), or, where
+    none follows yet, stays where it is. ``build`` (``--build N``, e.g. on the vendor's advice)
+    ends the plan at that build whatever the rollout says, but never at a withdrawn one.
 
     Raises:
-        PlanError: The install is older than the oldest build on the server, or a build's
-            signed predecessor is not the build before it (a gap nothing can bridge).
+        PlanError: The install is older than the oldest build on the server, a build's signed
+            predecessor is not the build before it (a gap nothing can bridge), or ``build`` is
+            not a published build above the installed one, or withdrawn.
     """
+    client = client or Client()
     newer = tuple(b for b in view.builds if b.build > installed)
-    offered = [i for i, b in enumerate(newer) if b.withdrawn is None]
-    pending = newer[:offered[-1] + 1] if offered else ()
-    withdrawn = tuple((b.build, b.withdrawn) for b in newer[len(pending):]
-                      if b.withdrawn is not None)
+    if build is not None:
+        end = _asked_for(installed, build, newer)
+    else:
+        offered = [i for i, b in enumerate(newer) if b.withdrawn is None
+                   and b.audience.includes(b.build, client.license_number, client.channel)]
+        end = offered[-1] if offered else -1
+    pending, later = newer[:end + 1], newer[end + 1:]
+    withdrawn = tuple((b.build, b.withdrawn) for b in later if b.withdrawn is not None)
+    held = tuple(b.build for b in later if b.withdrawn is None and not b.audience.includes(
+        b.build, client.license_number, client.channel))
     if not pending:
-        return UpdatePlan(installed=installed, builds=(), withdrawn=withdrawn)
+        return UpdatePlan(installed=installed, builds=(), withdrawn=withdrawn, held_back=held)
     known = [b.build for b in view.builds]
     expected: int | None = installed
-    for build in pending:
-        if build.previous != expected:
+    for step in pending:
+        if step.previous != expected:
             raise PlanError(
-                _gap_message(installed, build, expected, known),
+                _gap_message(installed, step, expected, known),
                 hint=_("Please contact the vendor's support."),
             )
-        expected = build.build
-    return UpdatePlan(installed=installed, builds=pending, withdrawn=withdrawn)
+        expected = step.build
+    return UpdatePlan(installed=installed, builds=pending, withdrawn=withdrawn, held_back=held)
+
+
+def _asked_for(installed: int, build: int, newer: tuple[RemoteBuild, ...]) -> int:
+    """The index of ``build`` among the ``newer`` builds; PlanError where it cannot be had."""
+    numbers = [b.build for b in newer]
+    if build not in numbers:
+        raise PlanError(
+            _("Build {build} cannot be installed: it is not a published build above the "
+              "installed build {installed}.", build=build, installed=installed),
+            hint=_("Builds offered above it: {builds}.",
+                   builds=", ".join(map(str, numbers)) or "-"))
+    asked = newer[numbers.index(build)]
+    if asked.withdrawn is not None:
+        raise PlanError(_("Build {build} was withdrawn by the vendor: {reason}", build=build,
+                          reason=asked.withdrawn),
+                        hint=_("Please contact the vendor's support."))
+    return numbers.index(build)
 
 
 def _gap_message(installed: int, build: RemoteBuild, expected: int | None, known: list[int]) -> str:

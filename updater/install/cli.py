@@ -103,20 +103,16 @@ def _parser() -> ArgumentParser:
         choices=LANGUAGES,
         help=tr(_("language of the messages (default: update.ini, else the system's)")),
     )
-    p.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help=tr(_("update an installation on a network drive")),
-    )
+    p.add_argument("--allow-remote", action="store_true",
+                   help=tr(_("update an installation on a network drive")))
+    p.add_argument("--build", type=int, metavar="N",
+                   help=tr(_("update to this build (e.g. on the vendor's advice), also while "
+                             "the vendor still releases it step by step")))
     p.add_argument(
         "--trusted-root", type=Path, help=tr(_("trusted root metadata (default: built in)"))
     )
-    p.add_argument(
-        "--list-package",
-        type=Path,
-        metavar="FILE",
-        help=tr(_("list the files in a build package (.7z, also zstd ones) and exit")),
-    )
+    p.add_argument("--list-package", type=Path, metavar="FILE",
+                   help=tr(_("list the files in a build package (.7z, also zstd ones) and exit")))
     p.add_argument(
         "--restore",
         nargs="?",
@@ -162,6 +158,7 @@ def _request(args: argparse.Namespace, install: Install) -> update.UpdateRequest
         else install.ini.keep_backups,
         check_only=args.check,
         allow_remote=args.allow_remote,
+        build=args.build,
     )
 
 

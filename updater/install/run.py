@@ -26,6 +26,7 @@ from updater.core.errors import (
 from updater.core.i18n import _
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, WORK_DIR
 from updater.core.plan import UpdatePlan, make_plan
+from updater.core.rollout import Client
 from updater.install import apply, journal, preflight, recovery, stage
 from updater.install.backup.store import install_files
 from updater.install.backup.writer import ensure_backup
@@ -56,6 +57,7 @@ class UpdateRequest:
     keep_backups: int = 3
     check_only: bool = False
     allow_remote: bool = False
+    build: int | None = None  # --build N: end at this build, whatever the rollout says
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,13 @@ def check(request: UpdateRequest) -> tuple[UpdatePlan, bool]:
 
 def plan_update(request: UpdateRequest) -> tuple[UpdatePlan, Fetcher | FolderFetcher]:
     """The installed build against the verified metadata; the fetcher that read it."""
-    installed = config.read_install(request.install).build
+    install = config.read_install(request.install)
     base, fetcher = _source(request)
     view = trust.read_view(
         base, work_dir(request.install) / "metadata", request.trusted_root, fetcher
     )
-    return make_plan(installed, view), fetcher
+    client = Client(install.ini.license_number, install.ini.channel)
+    return make_plan(install.build, view, client, request.build), fetcher
 
 
 def run_update(
@@ -144,6 +147,10 @@ def _locked_run(request: UpdateRequest, reporter: Reporter, confirm: Confirm | N
             for build, reason in plan.withdrawn:
                 reporter.message(_("Build {build} was withdrawn by the vendor and is not "
                                    "installed: {reason}", build=build, reason=reason))
+            if plan.held_back:
+                reporter.message(_("Builds {builds} are not offered to this installation yet "
+                                   "(the vendor releases them step by step).",
+                                   builds=", ".join(map(str, plan.held_back))))
             if not plan.builds or (confirm is not None and not confirm(plan)):
                 return UpdateResult(plan.installed, plan.installed, pending,
                                     recovered=recovered is not None)

@@ -82,6 +82,16 @@ def _parser() -> ArgumentParser:
     wd_how.add_argument("--reason", help="why, in a sentence (signed; admins may see it)")
     wd_how.add_argument("--undo", action="store_true", help="offer the build again")
 
+    ro = sub.add_parser("rollout", help="offer a build to a share of licenses and to channels")
+    _repo_keys(ro)
+    ro.add_argument("--build", type=int, required=True, help="the build to offer")
+    ro_how = ro.add_mutually_exclusive_group(required=True)
+    ro_how.add_argument("--percent", type=float, help="share of licenses offered it (0-100)")
+    ro_how.add_argument("--everyone", action="store_true", help="offer it to every install")
+    ro.add_argument("--channel", action="append", default=[],
+                    help="offer it in full to installs in this channel (update.ini [Update] "
+                         "channel=NAME); repeatable")
+
     _keys_parser(sub)
     _license_parser(sub)
     _serve_parser(sub)
@@ -276,6 +286,15 @@ def _withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    from updater.publisher import offer
+
+    info = offer.roll_out(args.repo, args.keys, args.build,
+                          None if args.everyone else args.percent, tuple(args.channel))
+    print(f"Build {info.build} is offered to {offer.describe(info.audience)}.")
+    return 0
+
+
 def _license(args: argparse.Namespace) -> int:
     from updater.publisher.licenses import open_registry
 
@@ -334,6 +353,7 @@ _COMMANDS = {
     "resign-timestamp": _resign,
     "keys": _keys,
     "withdraw": _withdraw,
+    "rollout": _rollout,
     "license": _license,
     "serve": _serve,
 }
