@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,46 +64,58 @@ def test_a_bad_day_and_an_updater_with_root_1(kvendor: Vendor, tmp_path: Path,
 
     vendor, stick = kvendor, tmp_path / "usb-stick-2"
     exe, _ = build_frozen(vendor.root_file, tmp_path / "dist")
+    with served(vendor) as url:  # the server keeps serving through all of it
+        _bad_day(vendor, stick, url, tmp_path, capsys, exe)
+
+
+def _bad_day(vendor: Vendor, stick: Path, url: str, tmp_path: Path,
+             capsys: pytest.CaptureFixture[str], exe: Path) -> None:
+    before = make_install(tmp_path / "opusi-0", vendor.trees[1147], 1147, url)
     assert _keys(vendor, "rotate", "root", "--keys", vendor.keys) == 0
+    assert run(before, vendor) == 0  # an update meanwhile, from root 1
+    assert program_files(before) == vendor_files(vendor.trees[1148], 1148)
     assert _keys(vendor, "rotate", "root", "--keys", vendor.keys) == 0
     assert _keys(vendor, "add-root-key", "--keys", vendor.keys, "--new-folder", stick,
                  "--threshold", "2") == 0
     assert _keys(vendor, "rotate", "timestamp", "--keys", vendor.keys, "--keys", stick) == 0
     assert _keys(vendor, "rotate", "snapshot", "--keys", vendor.keys, "--keys", stick) == 0
     assert _keys(vendor, "rotate", "targets", "--keys", vendor.keys, "--keys", stick) == 0
-    assert _root_versions(vendor.repo) == [1, 2, 3, 4, 5, 6, 7]
+    assert _keys(vendor, "resign", "timestamp", "--keys", vendor.keys, "--days", "30") == 0
+    assert _keys(vendor, "resign", "root", "--keys", vendor.keys, "--keys", stick) == 0
+    assert _root_versions(vendor.repo) == [1, 2, 3, 4, 5, 6, 7, 8]
     capsys.readouterr()
     assert _keys(vendor, "list", "--keys", vendor.keys, "--keys", stick, "--json") == 0
     listed = {r["role"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     assert listed["root"]["threshold"] == 2 and len(listed["root"]["keyids"]) == 2
-    assert len(listed["root"]["files"]) == 2 and listed["root"]["version"] == 7
+    assert len(listed["root"]["files"]) == 2 and listed["root"]["version"] == 8
+    lifetime = datetime.fromisoformat(listed["timestamp"]["expires"]) - datetime.now(UTC)
+    assert timedelta(days=29) < lifetime <= timedelta(days=30)  # resign --days 30
     retired = sorted(p.name for p in vendor.keys.glob("*.retired-*.pem"))
     assert [n.split(".")[0] for n in retired] == ["root", "root", "snapshot", "targets",
                                                   "timestamp"]
     tree = write_tree(tmp_path / "tree-1150", program_builds()[1150])
     publish.publish_build(vendor.repo, vendor.keys, 1150, tree)  # the online keys as before
 
-    with served(vendor) as url:
-        install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, url)
-        done = subprocess.run([str(exe), "--install-dir", str(install), "--yes", "--no-gui",
-                               "--progress", "none"], capture_output=True, text=True,
-                              timeout=300, check=False)
-        assert done.returncode == 0, done.stderr
-        assert program_files(install) == vendor_files(tree, 1150)
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, url)
+    done = subprocess.run([str(exe), "--install-dir", str(install), "--yes", "--no-gui",
+                           "--progress", "none"], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert program_files(install) == vendor_files(tree, 1150)
 
-        # the leaked key signs a newer timestamp.json: clients on the new root refuse it
-        leaked = load_signer(next(vendor.keys.glob("timestamp.retired-*.pem")))
-        stamp = Metadata.from_file(str(vendor.repo / "metadata" / "timestamp.json"))
-        stamp.signed.version += 1
-        stamp.signatures.clear()
-        stamp.sign(leaked)
-        stamp.to_file(str(vendor.repo / "metadata" / "timestamp.json"))
-        fresh = make_install(tmp_path / "opusi-2", vendor.trees[1147], 1147, url)
-        done = subprocess.run([str(exe), "--install-dir", str(fresh), "--yes", "--no-gui",
-                               "--progress", "none"], capture_output=True, text=True,
-                              timeout=300, check=False)
-        assert done.returncode == 12, done.stderr
-        assert program_files(fresh) == vendor_files(vendor.trees[1147], 1147)
+    # the leaked key signs a newer timestamp.json: clients on the new root refuse it
+    leaked = load_signer(next(vendor.keys.glob("timestamp.retired-*.pem")))
+    stamp = Metadata.from_file(str(vendor.repo / "metadata" / "timestamp.json"))
+    stamp.signed.version += 1
+    stamp.signatures.clear()
+    stamp.sign(leaked)
+    stamp.to_file(str(vendor.repo / "metadata" / "timestamp.json"))
+    fresh = make_install(tmp_path / "opusi-2", vendor.trees[1147], 1147, url)
+    done = subprocess.run([str(exe), "--install-dir", str(fresh), "--yes", "--no-gui",
+                           "--progress", "none"], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 12, done.stderr
+    assert program_files(fresh) == vendor_files(vendor.trees[1147], 1147)
 
 
 def test_bad_input_changes_nothing(kvendor: Vendor, tmp_path: Path,
@@ -111,7 +124,7 @@ def test_bad_input_changes_nothing(kvendor: Vendor, tmp_path: Path,
     other = make_vendor(tmp_path / "other", _builds(1147))
     stick = tmp_path / "stick"
     before = _metadata(vendor.repo)
-    cases = [
+    cases: list[tuple[list[str | Path], str]] = [
         (["rotate", "timestamp", "--keys", tmp_path / "missing"], "does not exist"),
         (["rotate", "timestamp", "--keys", other.keys], "not a timestamp key of this repository"),
         (["rotate", "targets", "--keys", tmp_path], "holds no targets key"),
@@ -123,7 +136,7 @@ def test_bad_input_changes_nothing(kvendor: Vendor, tmp_path: Path,
         (["rotate", "root"], "Give the key folder"),
     ]
     for args, message in cases:
-        assert _keys(vendor, *args) == 31, args  # type: ignore[arg-type]
+        assert _keys(vendor, str(args[0]), *args[1:]) == 31, args
         err = capsys.readouterr().err
         assert message in err, (args, err)
         assert _metadata(vendor.repo) == before, args
@@ -158,7 +171,7 @@ def test_a_rotation_killed_after_its_switch_is_finished_by_the_next(
     assert load_signer(vendor.keys / "timestamp.pem").public_key.keyid == pending
     assert not (vendor.keys / "timestamp.next.pem").exists()
     assert repository.refresh_timestamp(vendor.repo, load_signer(vendor.keys / "timestamp.pem"),
-                                        min_remaining=repository.timedelta(days=30))
+                                        min_remaining=timedelta(days=30))
 
 
 def test_rotations_killed_at_any_moment_leave_a_usable_repository(
