@@ -11,10 +11,11 @@ that order for every file; the power-cut suite shows what happens without it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import Vendor, make_install, program_files, vendor_files
-from tests.support.crash import read_ops, run_updater
+from tests.support.crash import Ops, read_ops, run_updater
 from updater.core.paths import BUILD_FILE, JOURNAL_FILE
 
 
@@ -53,17 +54,8 @@ def test_a_restore_flushes_its_deletions_before_the_journal_goes(
     """The last build's apply fails, the backup is restored: files the update had added are
     deleted again, and each folder they were deleted from is flushed before the journal goes
     (on btrfs, without it, the power-cut suite saw a restored install keep an added file)."""
-    counted = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
-    done = run_updater(counted, vendor.root_file, ops_file=tmp_path / "counted.ops", timeout=120)
-    assert done.returncode == 0, done.stderr
-    clean = read_ops(tmp_path / "counted.ops", counted)
-    failing = clean.ident(clean.number("replace opusi.dll"))  # in build 1155, the last
-    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
-    done = run_updater(install, vendor.root_file, fault=f"once:{failing}",
-                       ops_file=tmp_path / "ops", timeout=120)
-    assert done.returncode == 16, done.stderr
-    assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
-    run = read_ops(tmp_path / "ops", install)
+    run = _restored_after_a_fault(vendor, server_url, tmp_path,
+                                  lambda clean: clean.number("replace opusi.dll"))  # in 1155
     journal_gone = max(n for n, op in enumerate(run.ops) if op == "unlink " + JOURNAL_FILE)
     added = "Program/Module/neu ñ/日本語.txt"  # added by 1148, not in the backup of 1147
     deleted = max(n for n, op in enumerate(run.ops) if op == f"unlink {added}")
@@ -83,21 +75,30 @@ def test_a_restore_flushes_the_folders_it_makes_again(
     folder whose parent was never flushed is lost with its files after a power cut, though the
     journal's later removal is kept: the power-cut suite saw build 1147 without
     old/obsolete.dll and no journal left to repair it."""
-    counted = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
-    done = run_updater(counted, vendor.root_file, ops_file=tmp_path / "counted.ops", timeout=120)
-    assert done.returncode == 0, done.stderr
-    clean = read_ops(tmp_path / "counted.ops", counted)
-    removed = clean.ops.index("rmdir old")
-    failing = clean.ident(next(n for n in range(removed, len(clean.ops))
-                               if clean.ops[n].startswith("replace ")) + 1)
-    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
-    done = run_updater(install, vendor.root_file, fault=f"once:{failing}",
-                       ops_file=tmp_path / "ops", timeout=120)
-    assert done.returncode == 16, done.stderr
-    assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
-    run = read_ops(tmp_path / "ops", install)
+    def after_old_went(clean: Ops) -> int:
+        removed = clean.ops.index("rmdir old")
+        return next(n for n in range(removed, len(clean.ops))
+                    if clean.ops[n].startswith("replace ")) + 1
+
+    run = _restored_after_a_fault(vendor, server_url, tmp_path, after_old_went)
     journal_gone = max(n for n, op in enumerate(run.ops) if op == "unlink " + JOURNAL_FILE)
     made = run.ops.index("mkdir old")
     assert made < journal_gone
     assert "fsync_dir old" in run.ops[made:journal_gone]
     assert "fsync_dir ." in run.ops[made:journal_gone], run.ops[made:journal_gone]
+
+
+def _restored_after_a_fault(vendor: Vendor, server_url: str, tmp_path: Path,
+                            where: Callable[[Ops], int]) -> Ops:
+    """The operations of an update from 1147 that fails at the operation ``where`` picks from
+    a clean run's (numbered from 1) and is restored; the install checked to be 1147 again."""
+    counted = make_install(tmp_path / "counted", vendor.trees[1147], 1147, server_url)
+    done = run_updater(counted, vendor.root_file, ops_file=tmp_path / "counted.ops", timeout=120)
+    assert done.returncode == 0, done.stderr
+    clean = read_ops(tmp_path / "counted.ops", counted)
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, server_url)
+    done = run_updater(install, vendor.root_file, fault=f"once:{clean.ident(where(clean))}",
+                       ops_file=tmp_path / "ops", timeout=120)
+    assert done.returncode == 16, done.stderr
+    assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
+    return read_ops(tmp_path / "ops", install)
