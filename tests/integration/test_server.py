@@ -378,7 +378,8 @@ def _server_log(caplog: pytest.LogCaptureFixture) -> str:
 def _wait_for_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[str]:
     deadline = time.monotonic() + 5
     while True:
-        lines = [r.getMessage() for r in caplog.records if r.name == "updater.publisher.app"]
+        lines = [r.getMessage() for r in caplog.records
+                 if r.name == "updater.publisher.app.requests"]
         requests = [line for line in lines if " ms" in line]
         if len(requests) >= count or time.monotonic() > deadline:
             return requests

@@ -141,6 +141,8 @@ def _locked_run(request: UpdateRequest, reporter: Reporter, confirm: Confirm | N
     with preflight.install_lock(install):
         recovery.remove_leftovers(install)
         recovered = recovery.recover(install, reporter)
+        if recovered is not None:  # that attempt failed: the next one shows in the server's log
+            stage.forget_manifests(install)
         try:
             plan, fetcher = plan_update(request)
             pending = tuple(b.build for b in plan.builds)
@@ -159,6 +161,7 @@ def _locked_run(request: UpdateRequest, reporter: Reporter, confirm: Confirm | N
             undone = isinstance(e, UpdateRestoredError | RestoreFailedError)
             if recovered is not None and not undone:
                 e.safe = recovery.recovered_safe(recovered)
+            stage.forget_manifests(install)
             raise
     write_history(install, result.from_build, result.to_build, "success", result.applied,
                   result.backup)

@@ -45,6 +45,20 @@ def prepared_dir(install: Path) -> Path:
     return install / WORK_DIR / "prepared"
 
 
+def forget_manifests(install: Path) -> None:
+    """Drop the downloaded manifests after a run that did not complete. The packages stay for
+    the next attempt (no byte twice over the practice's line); the small manifests are fetched
+    again, so that the vendor's request log shows each attempt at a build (``opusi-repo
+    status``: repeated attempts at the same build) without anything new leaving the machine."""
+    folder = downloads_dir(install)
+    manifests = [p for p in folder.glob("*.json") if p.stem.isdigit()] if folder.is_dir() else []
+    for path in sorted(manifests):  # <build>.json; not a download's ETag (<name>.part.json)
+        try:
+            fileops.unlink(path)
+        except OSError as e:
+            log.warning("cannot remove %s: %s", path, e)
+
+
 def fetch_all(install: Path, plan: UpdatePlan, fetcher: Downloader, reporter: Reporter,
               ready: Callable[[DownloadedBuild], None] | None = None,
               ) -> tuple[list[DownloadedBuild], dict[int, tuple[str, ...]]]:

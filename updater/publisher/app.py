@@ -42,6 +42,9 @@ from updater.core.protocol import (
 from updater.publisher.licenses import LicenseRegistry, judge, open_registry
 
 logger = logging.getLogger(__name__)
+#: One line per answered request (what ``opusi-repo status`` reads): method, path, status,
+#: bytes, license number, duration. Never the client's address.
+request_logger = logging.getLogger(__name__ + ".requests")
 
 #: The path nginx's ``auth_request`` asks; 204 means "serve it".
 LICENSE_CHECK_PATH = "/license-check"
@@ -202,7 +205,7 @@ class _LoggedBody:
 
     def _log(self) -> None:
         number = self._number if license_problem(self._number) is None else "-"
-        logger.info(
+        request_logger.info(
             "%s %s %s %d bytes license=%s %.1f ms",
             _printable(self._environ.get("REQUEST_METHOD", "-")),
             _printable(_request_path(self._environ) or "-"),

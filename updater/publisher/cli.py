@@ -92,6 +92,13 @@ def _parser() -> ArgumentParser:
                     help="offer it in full to installs in this channel (update.ini [Update] "
                          "channel=NAME); repeatable")
 
+    st = sub.add_parser("status", help="who is on which build, who is stuck, how a rollout "
+                                       "goes (from the server's request log)")
+    st.add_argument("--log", type=Path, required=True, action="append",
+                    help="request log written by 'serve --request-log' (repeatable)")
+    st.add_argument("--repo", type=Path, help="the repository, for each build's rollout")
+    st.add_argument("--json", action="store_true", help="print JSON")
+
     _keys_parser(sub)
     _license_parser(sub)
     _serve_parser(sub)
@@ -162,6 +169,9 @@ def _serve_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
         help="online timestamp key (KEYDIR/timestamp.pem): re-sign before expiry",
     )
     srv.add_argument("--threads", type=int, default=32)
+    srv.add_argument("--request-log", type=Path,
+                     help="append one line per request to this file (for 'opusi-repo status'; "
+                          "license numbers, no addresses)")
 
 
 def _parse_bind(text: str) -> tuple[str, int]:
@@ -295,6 +305,39 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from updater.publisher import status
+
+    lines: list[str] = []
+    for log_file in args.log:
+        try:
+            lines += log_file.read_text("utf-8", errors="replace").splitlines()
+        except OSError as e:
+            raise UsageError(f"Cannot read the request log {log_file}: {e}") from e
+    report = status.summarize(status.read_requests(lines))
+    rollouts = _rollouts(args.repo) if args.repo else {}
+    if args.json:
+        print(json.dumps(status.as_json(report, rollouts), indent=2))
+        return 0
+    print(f"{len(report.licenses)} license(s) seen.")
+    for build, count in report.on_build().items():
+        print(f"  newest build fetched {build if build is not None else '(none: checks only)'}:"
+              f" {count}")
+    for view in report.stuck():
+        print(f"  stuck: {view.license} on build {view.newest}, {view.attempts} attempts, "
+              f"last seen {view.last_seen:%Y-%m-%d %H:%M}")
+    for build, (offered, reached) in status.rollout(report, rollouts).items():
+        print(f"  build {build} offered to {offered}; fetched by {reached} license(s)")
+    return 0
+
+
+def _rollouts(repo: Path) -> dict[int, str]:
+    from updater.publisher import offer
+
+    state = repository.load_state(repo)
+    return {build: offer.describe(state.build_info(build).audience) for build in state.builds()}
+
+
 def _license(args: argparse.Namespace) -> int:
     from updater.publisher.licenses import open_registry
 
@@ -340,6 +383,7 @@ def _serve(args: argparse.Namespace) -> int:
         keyfile=args.key,
         timestamp_key=args.timestamp_key,
         threads=args.threads,
+        request_log=args.request_log,
         ready=lambda p: print(f"Serving {args.repo} on {host}:{p}", flush=True),
     )
     return 0
@@ -354,6 +398,7 @@ _COMMANDS = {
     "keys": _keys,
     "withdraw": _withdraw,
     "rollout": _rollout,
+    "status": _status,
     "license": _license,
     "serve": _serve,
 }

@@ -197,6 +197,7 @@ def serve(
     keyfile: Path | None = None,
     timestamp_key: Path | None = None,
     threads: int = 16,
+    request_log: Path | None = None,
     ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``repo_dir`` until interrupted (Ctrl+C, or SIGTERM in the main thread).
@@ -210,6 +211,7 @@ def serve(
         keyfile: PEM private key for HTTPS.
         timestamp_key: The online timestamp key, for freeze protection.
         threads: Worker threads.
+        request_log: Append one line per request here (``opusi-repo status`` reads it).
         ready: Called with the port once the server accepts connections.
 
     Raises:
@@ -221,6 +223,8 @@ def serve(
         repo_dir, db, host=host, port=port, certfile=certfile, keyfile=keyfile,
         timestamp_key=timestamp_key, threads=threads,
     )  # fmt: skip
+    if request_log is not None:
+        write_request_log(request_log)
     server.start()
     restore = _interrupt_on_sigterm()
     try:
@@ -232,6 +236,19 @@ def serve(
     finally:
         server.stop()
         restore()
+
+
+def write_request_log(path: Path) -> logging.Handler:
+    """Append the request lines (``updater.publisher.app.requests``) to ``path``, with the time
+    in UTC; return the handler (to remove it again)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    requests = logging.getLogger("updater.publisher.app.requests")
+    requests.addHandler(handler)
+    requests.setLevel(logging.INFO)
+    return handler
 
 
 def _interrupt_on_sigterm() -> Callable[[], None]:
