@@ -258,15 +258,20 @@ def _plain(status: int, text: str, headers: list[tuple[str, str]] | None = None)
     return _static(status, "text/plain; charset=utf-8", text.encode() + b"\n", headers or [])
 
 
-def _refusal(answer: LicenseAnswer, status: int | None = None) -> _WsgiApp:
-    headers = [(ERROR_HEADER, str(answer.code)), ("Cache-Control", "no-store")]
+def _refusal(answer: LicenseAnswer, status: int | None = None,
+             extra: list[tuple[str, str]] | None = None) -> _WsgiApp:
+    headers = [(ERROR_HEADER, str(answer.code)), ("Cache-Control", "no-store"), *(extra or [])]
     return _static(status or answer.status, "application/json", answer.to_json(), headers)
 
 
 def _license_check(answer: LicenseAnswer | None) -> _WsgiApp:
     if answer is None:
         return _static(204, None, b"", [("Cache-Control", "no-store")])
-    return _refusal(answer, 401 if answer.status == 400 else answer.status)
+    # nginx passes only headers of an auth_request answer on: the reason and date for the body
+    # it writes (deploy/nginx/opusi.conf.template)
+    extra = [(name, value) for name, value in (("X-Opusi-Reason", answer.reason),
+                                               ("X-Opusi-Until", answer.until)) if value]
+    return _refusal(answer, 401 if answer.status == 400 else answer.status, extra)
 
 
 _REASONS = {

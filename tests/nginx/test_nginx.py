@@ -1,0 +1,135 @@
+"""nginx in front, for real: Debian's nginx on 127.0.0.1 with the shipped configuration
+(``deploy/nginx/opusi.conf.template``) serves metadata and packages from disk, the project's
+server answers only the license check (``auth_request``), and the updater runs against nginx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from tests.conftest import (
+    LICENSE,
+    REVOKED,
+    Vendor,
+    make_install,
+    program_files,
+    run_logs,
+    served,
+    vendor_files,
+)
+from tests.integration.test_update import run
+from tests.support.nginx import Nginx, nginx_path, running
+from tests.support.relay import Relay
+from updater.core.errors import LicenseMissingError, LicenseRefusedError, RegistrationMissingError
+from updater.core.paths import WORK_DIR
+from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER, error_from_answer
+from updater.publisher.licenses import open_registry
+from updater.publisher.status import read_requests, summarize
+
+pytestmark = [pytest.mark.posix_only,
+              pytest.mark.skipif(nginx_path() is None, reason="nginx is not installed")]
+
+AUTH_CACHE = 2.0  # seconds nginx keeps a license decision in these tests
+
+
+@pytest.fixture(scope="module")
+def nginx(vendor: Vendor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with served(vendor) as upstream, running(vendor.repo, upstream,
+                                             tmp_path_factory.mktemp("nginx"),
+                                             f"{AUTH_CACHE:g}s") as front:
+        yield front
+
+
+def _get(nginx: Nginx, path: str, number: str | None = LICENSE) -> urllib3.BaseHTTPResponse:
+    headers = {LICENSE_HEADER: number} if number is not None else {}
+    return urllib3.request("GET", nginx.url + path, headers=headers, retries=False,
+                           redirect=False)
+
+
+def test_an_update_through_nginx(nginx: Nginx, vendor: Vendor, tmp_path: Path) -> None:
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, nginx.url)
+    assert run(install, vendor) == 0
+    assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
+    log = nginx.access_log.read_text()
+    assert "GET /metadata/timestamp.json 200" in log and f"license={LICENSE}" in log
+    assert "127.0.0.1" not in log  # never an address
+    # opusi-repo status reads nginx's log as it reads the project's server's
+    assert summarize(read_requests(log.splitlines())).licenses[LICENSE].newest == 1155
+
+
+@pytest.mark.parametrize(("number", "code", "words"), [
+    (REVOKED, 2, f"the license {REVOKED} has been revoked"),
+    ("99999-NEW", 7, "the license number 99999-NEW is not registered"),
+])
+def test_license_errors_reach_the_client(nginx: Nginx, vendor: Vendor, tmp_path: Path,
+                                         number: str, code: int, words: str) -> None:
+    install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, nginx.url, number)
+    assert run(install, vendor) == code
+    assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
+    assert words in run_logs(install)  # the reason came through nginx's body
+
+
+@pytest.mark.parametrize(("number", "status", "error"), [
+    (None, 401, LicenseMissingError), ("bad license!", 401, LicenseMissingError),
+    (REVOKED, 403, LicenseRefusedError), ("99999-NEW", 403, RegistrationMissingError),
+])
+def test_each_refusal_as_the_client_reads_it(nginx: Nginx, number: str | None, status: int,
+                                             error: type[Exception]) -> None:
+    """(The updater itself never sends a malformed number: it stops with 1 first.)"""
+    answer = _get(nginx, "/metadata/timestamp.json", number)
+    assert answer.status == status
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert isinstance(error_from_answer(answer.headers.get(ERROR_HEADER), answer.data), error)
+
+
+def test_other_paths(nginx: Nginx) -> None:
+    assert _get(nginx, "/opusi-license-check").status == 404  # internal only
+    assert _get(nginx, "/licenses.sqlite3").status == 404
+    assert _get(nginx, "/../licenses.sqlite3").status in (400, 404)
+
+
+def test_caching_headers(nginx: Nginx, vendor: Vendor) -> None:
+    stamp = _get(nginx, "/metadata/timestamp.json")
+    assert stamp.status == 200 and stamp.headers["Cache-Control"] == "no-cache"
+    root = _get(nginx, "/metadata/1.root.json")
+    assert "immutable" in root.headers["Cache-Control"]
+    package = next((vendor.repo / "targets" / "builds").glob("*.7z"))
+    answer = _get(nginx, f"/targets/builds/{package.name}")
+    assert answer.status == 200 and "max-age=31536000" in answer.headers["Cache-Control"]
+    assert answer.data == package.read_bytes()
+
+
+def test_range_resume_through_nginx(nginx: Nginx, vendor: Vendor, tmp_path: Path) -> None:
+    port = int(nginx.url.rsplit(":", 1)[1])
+    relay = Relay(("127.0.0.1", port), cut_package_after=12000)
+    try:
+        install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147,
+                               f"http://127.0.0.1:{relay.port}")
+        assert run(install, vendor) == 6
+        assert relay.cuts == 1
+        assert list((install / WORK_DIR / "downloads").glob("*.part"))
+        assert run(install, vendor) == 0
+        assert any("Range: bytes=" in r and "If-Range:" in r for r in relay.requests())
+        assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
+    finally:
+        relay.close()
+
+
+def test_a_revoked_license_stops_within_the_cache_time(nginx: Nginx, vendor: Vendor) -> None:
+    number = f"RVK-{int(time.time() * 1000) % 10**8}"
+    with open_registry(vendor.db) as registry:
+        registry.add(number, entitled_until=None)
+    assert _get(nginx, "/metadata/timestamp.json", number).status == 200  # decision cached
+    with open_registry(vendor.db) as registry:
+        registry.revoke(number)
+    revoked_at = time.monotonic()
+    assert _get(nginx, "/metadata/timestamp.json", number).status == 200  # still cached
+    while (answer := _get(nginx, "/metadata/timestamp.json", number)).status == 200:
+        assert time.monotonic() - revoked_at < AUTH_CACHE + 1.5, "still served after the cache"
+        time.sleep(0.1)
+    assert (answer.status, answer.headers[ERROR_HEADER]) == (403, "2")
+    assert time.monotonic() - revoked_at <= AUTH_CACHE + 1.5
