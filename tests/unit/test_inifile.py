@@ -67,7 +67,7 @@ def test_values_before_any_section_and_in_unknown_sections_are_named() -> None:
         "u.ini: 'server' stands [Updates], where the updater does not read it; "
         "it belongs in [Update].",
         "u.ini: the key 'lizenz' in [Update] is not one the updater reads (it reads server, "
-        "license, proxy, keep_backups, host_wait_seconds, language, channel).",
+        "license, proxy, keep_backups, host_wait_seconds, language, channel, allow_http).",
         "u.ini: '52' stands [Update], where the updater does not read it; "
         "it belongs in [Allgemein].",
     )

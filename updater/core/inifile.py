@@ -23,7 +23,7 @@ from updater.core.install import IniSettings
 UPDATE, GENERAL = "Update", "Allgemein"
 #: The keys the updater reads, by section (``[Allgemein]`` is opus i's: other keys are its own).
 UPDATE_KEYS = ("server", "license", "proxy", "keep_backups", "host_wait_seconds", "language",
-               "channel")
+               "channel", "allow_http")
 GENERAL_KEYS = ("52", "53")
 _TOP = "\x00top"  # the lines before the first section header
 
@@ -99,6 +99,7 @@ def parse_update_ini(text: str, source: str) -> IniSettings:
         option_53=general.get("53", "0").strip() == "1",
         language=(update.get("language") or "").strip().lower() or None,
         channel=(update.get("channel") or "").strip().lower() or None,
+        allow_http=update.get("allow_http", "0").strip() == "1",
         warnings=tuple(warnings),
     )
 

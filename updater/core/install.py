@@ -27,6 +27,7 @@ class IniSettings:
     option_53: bool
     language: str | None = None
     channel: str | None = None
+    allow_http: bool = False  # plain http:// to a server other than this machine
     warnings: tuple[str, ...] = field(default=())
 
 

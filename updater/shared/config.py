@@ -21,10 +21,12 @@ malformed license number is error 1 here, before any network traffic.
 from __future__ import annotations
 
 import importlib.resources
+import ipaddress
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from updater.core.errors import ConfigError, LicenseMissingError
 from updater.core.i18n import _, lines
@@ -164,7 +166,24 @@ def server_url(flag: str | None, ini: IniSettings) -> str:
             hint=misplaced[0] if misplaced
             else _("Set [Update] server = https://... in update.ini or pass --server."),
         )
+    if url.startswith("http://") and not ini.allow_http and not _is_loopback(url):
+        raise ConfigError(
+            _("The update server {url} is to be reached over plain http://: the license "
+              "number would travel unencrypted. Nothing was sent.", url=url),
+            hint=_("Use the server's https:// address. Only in a network you trust, allow "
+                   "plain http:// with [Update] allow_http = 1 in update.ini."),
+        )
     return url.rstrip("/")
+
+
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine (127.0.0.0/8, ::1 or localhost): plain http:// is
+    fine there (tests, a local relay)."""
+    try:
+        host = urlsplit(url).hostname or ""
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def trusted_root(path: Path | None) -> bytes:
