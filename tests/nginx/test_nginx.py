@@ -22,7 +22,7 @@ from tests.conftest import (
     vendor_files,
 )
 from tests.integration.test_update import run
-from tests.support.nginx import Nginx, nginx_path, running
+from tests.support.nginx import Nginx, free_port, nginx_path, running
 from tests.support.relay import Relay
 from updater.core.errors import LicenseMissingError, LicenseRefusedError, RegistrationMissingError
 from updater.core.paths import WORK_DIR
@@ -133,3 +133,15 @@ def test_a_revoked_license_stops_within_the_cache_time(nginx: Nginx, vendor: Ven
         time.sleep(0.1)
     assert (answer.status, answer.headers[ERROR_HEADER]) == (403, "2")
     assert time.monotonic() - revoked_at <= AUTH_CACHE + 1.5
+
+
+def test_the_license_service_down(vendor: Vendor, tmp_path: Path) -> None:
+    """nginx up, the project's server not: 503 with Retry-After, which the updater reports as
+    no connection (6), nothing changed."""
+    nothing = f"http://127.0.0.1:{free_port()}"
+    with running(vendor.repo, nothing, tmp_path / "nginx") as front:
+        answer = _get(front, "/metadata/timestamp.json")
+        assert (answer.status, answer.headers["Retry-After"]) == (503, "60")
+        install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, front.url)
+        assert run(install, vendor) == 6
+        assert program_files(install) == vendor_files(vendor.trees[1147], 1147)

@@ -40,6 +40,7 @@ from updater.core.protocol import (
     license_problem,
 )
 from updater.publisher.licenses import LicenseRegistry, judge, open_registry
+from updater.publisher.throttle import FailureThrottle
 
 logger = logging.getLogger(__name__)
 #: One line per answered request (what ``opusi-repo status`` reads): method, path, status,
@@ -65,7 +66,8 @@ _ADDRESS = re.compile(
 )
 
 
-def make_app(repo_dir: Path, registry_path: Path) -> RepositoryApp:
+def make_app(repo_dir: Path, registry_path: Path,
+             throttle: FailureThrottle | None = None) -> RepositoryApp:
     """Build the WSGI application serving ``repo_dir`` to the licenses in ``registry_path``.
 
     Raises:
@@ -77,15 +79,17 @@ def make_app(repo_dir: Path, registry_path: Path) -> RepositoryApp:
             f"{repo_dir} is not an update repository (it has no {METADATA_PREFIX}/ folder).",
             hint="Create one with 'opusi-repo init', or check the path.",
         )
-    return RepositoryApp(repo_dir, open_registry(registry_path, create=False))
+    return RepositoryApp(repo_dir, open_registry(registry_path, create=False), throttle)
 
 
 class RepositoryApp:
     """The WSGI application: license check, then a file of the repository or 404."""
 
-    def __init__(self, repo_dir: Path, registry: LicenseRegistry) -> None:
+    def __init__(self, repo_dir: Path, registry: LicenseRegistry,
+                 throttle: FailureThrottle | None = None) -> None:
         self.repo_dir = repo_dir.resolve()
         self.registry = registry
+        self.throttle = throttle or FailureThrottle()
 
     def close(self) -> None:
         """Close the registry's connections (after the server stopped)."""
@@ -113,11 +117,18 @@ class RepositoryApp:
         if method not in ("GET", "HEAD"):
             return _plain(405, "method not allowed", [("Allow", "GET, HEAD")])
         path = _request_path(environ)
+        client = _client_address(environ)
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            return _plain(429, "too many refused license numbers from this address",
+                          [("Retry-After", str(int(wait) + 1))])
         try:
             answer = self._judge(number)
         except LicenseDatabaseError as e:
             logger.error("license registry unavailable: %s", e)
             return _plain(503, "license registry unavailable", [("Retry-After", "60")])
+        if answer is not None:
+            self.throttle.refused(client)
         if path == LICENSE_CHECK_PATH:
             return _license_check(answer)
         if answer is not None:
@@ -264,6 +275,16 @@ def _refusal(answer: LicenseAnswer, status: int | None = None,
     return _static(status or answer.status, "application/json", answer.to_json(), headers)
 
 
+def _client_address(environ: WSGIEnvironment) -> str:
+    """The client's address, for the throttle only (never logged): the peer's, or, for a
+    request from this machine (nginx in front), the address nginx names in X-Opusi-Client."""
+    peer = str(environ.get("REMOTE_ADDR", ""))
+    forwarded = environ.get("HTTP_X_OPUSI_CLIENT")
+    if forwarded and (peer.startswith("127.") or peer == "::1"):
+        return str(forwarded)
+    return peer
+
+
 def _license_check(answer: LicenseAnswer | None) -> _WsgiApp:
     if answer is None:
         return _static(204, None, b"", [("Cache-Control", "no-store")])
@@ -280,6 +301,7 @@ _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    429: "Too Many Requests",
     405: "Method Not Allowed",
     500: "Internal Server Error",
     503: "Service Unavailable",

@@ -24,6 +24,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from updater.core.errors import OpusiError
 from updater.publisher.app import RepositoryApp, make_app, scrub_addresses
+from updater.publisher.throttle import FailureThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Server:
         threads: int = 16,
         resign_interval: float = RESIGN_INTERVAL,
         min_remaining: timedelta = MIN_REMAINING,
+        throttle: FailureThrottle | None = None,
     ) -> None:
         """Configure the server; nothing is opened before :meth:`start`.
 
@@ -85,6 +87,8 @@ class Server:
             threads: Worker threads, i.e. requests answered at the same time.
             resign_interval: Seconds between two looks at ``timestamp.json``.
             min_remaining: Validity ``timestamp.json`` keeps at least.
+            throttle: Slows down addresses that send refused license numbers (default:
+                :mod:`updater.publisher.throttle`'s limits).
         """
         self.repo_dir = repo_dir
         self.registry_path = registry_path
@@ -95,6 +99,7 @@ class Server:
         self.threads = threads
         self.resign_interval = resign_interval
         self.min_remaining = min_remaining
+        self.throttle = throttle
         self._app: RepositoryApp | None = None
         self._server: _QuietServer | None = None
         self._threads: list[threading.Thread] = []
@@ -113,7 +118,7 @@ class Server:
             LicenseDatabaseError: The registry is missing or unreadable.
             OpusiError: The address cannot be listened on, or the TLS files are unusable.
         """
-        self._app = make_app(self.repo_dir, self.registry_path)
+        self._app = make_app(self.repo_dir, self.registry_path, self.throttle)
         try:
             self._server = self._bind(self._app)
         except BaseException:

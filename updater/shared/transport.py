@@ -266,6 +266,15 @@ def _status_error(
             _("The proxy server refused the request: it requires (other) credentials."),
             hint=_PROXY_CREDENTIALS_HINT,
         )
+    if status == 429:  # the server's throttle: too many refused license numbers from here
+        wait = response.headers.get("Retry-After", "")
+        minutes = max(1, -(-int(wait) // 60)) if wait.isdigit() else 10
+        return ConnectionFailedError(
+            _("The update server refuses requests from this network for about {minutes} "
+              "minutes: too many wrong license numbers were sent from it.", minutes=minutes),
+            hint=_("Check the license number in update.ini ([Update] license), then start the "
+                   "update again later."),
+        )
     if status in _GATEWAY_STATUSES:
         return ConnectionFailedError(
             _("The update server is unavailable (HTTP {status} for {url}).", status=status,
