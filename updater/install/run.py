@@ -142,7 +142,11 @@ def _locked_run(request: UpdateRequest, reporter: Reporter, confirm: Confirm | N
         recovery.remove_leftovers(install)
         recovered = recovery.recover(install, reporter)
         if recovered is not None:  # that attempt failed: the next one shows in the server's log
-            stage.forget_manifests(install)
+            try:
+                stage.forget_manifests(install, strict=True)
+            except OpusiError as e:
+                e.safe = recovery.recovered_safe(recovered)
+                raise
         try:
             plan, fetcher = plan_update(request)
             pending = tuple(b.build for b in plan.builds)

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from updater.core.errors import error_from_os
+from updater.core.i18n import _
 from updater.core.manifest import FileEntry
 from updater.core.paths import WORK_DIR
 from updater.core.plan import UpdatePlan
@@ -45,17 +47,25 @@ def prepared_dir(install: Path) -> Path:
     return install / WORK_DIR / "prepared"
 
 
-def forget_manifests(install: Path) -> None:
+def forget_manifests(install: Path, *, strict: bool = False) -> None:
     """Drop the downloaded manifests after a run that did not complete. The packages stay for
     the next attempt (no byte twice over the practice's line); the small manifests are fetched
     again, so that the vendor's request log shows each attempt at a build (``opusi-repo
-    status``: repeated attempts at the same build) without anything new leaving the machine."""
+    status``: repeated attempts at the same build) without anything new leaving the machine.
+
+    Raises:
+        DiskError and friends: With ``strict``, a manifest could not be removed (a failing
+        disk stops the run as any other write does); else that is only logged.
+    """
     folder = downloads_dir(install)
     manifests = [p for p in folder.glob("*.json") if p.stem.isdigit()] if folder.is_dir() else []
     for path in sorted(manifests):  # <build>.json; not a download's ETag (<name>.part.json)
         try:
             fileops.unlink(path)
         except OSError as e:
+            if strict:
+                raise error_from_os(e, _("remove the downloaded manifest {path}",
+                                         path=path)) from e
             log.warning("cannot remove %s: %s", path, e)
 
 

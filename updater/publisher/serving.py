@@ -33,6 +33,12 @@ RESIGN_INTERVAL = 600.0
 MIN_REMAINING = timedelta(days=1)
 
 
+#: Connections the kernel queues for the server before it accepts them.
+LISTEN_QUEUE = 1024
+#: The most header bytes a request may send (413 above it).
+MAX_HEADER_BYTES = 64 * 1024
+
+
 class _QuietServer(wsgi.Server):
     """cheroot's server, its error log sent to :mod:`logging` with addresses removed.
 
@@ -130,7 +136,11 @@ class Server:
         logger.info("serving %s on port %d", self.repo_dir, self._port)
 
     def _bind(self, app: RepositoryApp) -> _QuietServer:
-        server = _QuietServer((self.host, self._port), app, numthreads=self.threads)
+        # a release morning's burst must not find the listen queue full (cheroot's default
+        # is 5); no request needs more than a few kB of headers (cheroot's default: no limit)
+        server = _QuietServer((self.host, self._port), app, numthreads=self.threads,
+                              request_queue_size=LISTEN_QUEUE)
+        server.max_request_header_size = MAX_HEADER_BYTES
         try:
             if self.tls is not None:
                 server.ssl_adapter = BuiltinSSLAdapter(str(self.tls[0]), str(self.tls[1]))
