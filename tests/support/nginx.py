@@ -62,8 +62,9 @@ def running(repo: Path, upstream_url: str, folder: Path,
     user = "user root;\n" if os.geteuid() == 0 else ""
     site = render(repo, upstream_url.removeprefix("http://"), port, folder, auth_cache)
     (folder / "nginx.conf").write_text(
-        f"daemon off;\n{user}worker_processes 1;\npid {folder}/nginx.pid;\n"
-        f"error_log {folder}/error.log;\nevents {{ worker_connections 256; }}\n"
+        f"daemon off;\n{user}worker_processes 1;\nworker_rlimit_nofile 8192;\n"
+        f"pid {folder}/nginx.pid;\n"
+        f"error_log {folder}/error.log;\nevents {{ worker_connections 4096; }}\n"
         f"http {{\n  default_type application/octet-stream;\n{temps}\n{site}\n}}\n")
     proc = subprocess.Popen([binary, "-p", str(folder), "-c", str(folder / "nginx.conf"),
                              "-e", str(folder / "error.log")],
