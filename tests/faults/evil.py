@@ -67,7 +67,7 @@ def sign_build(
         with tempfile.TemporaryDirectory(dir=repo, prefix=".evil-") as scratch:
             staged = Path(scratch) / f"{build}.7z"
             shutil.copyfile(package_file, staged)
-            with publish._new_targets_version(repo, state, signers) as (targets, placed):
+            with repository.new_targets_version(repo, state, signers) as (targets, placed):
                 if manifest is not None:
                     staged_manifest = Path(scratch) / f"{build}.json"
                     staged_manifest.write_bytes(mf.manifest_to_json(manifest))

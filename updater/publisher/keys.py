@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Timestamp
+from tuf.api.metadata import Metadata, Root
 
 from updater.core.errors import RepositoryError
 from updater.publisher.repository import (
-    _SERIALIZER,
     ROLES,
     RepoState,
     _now,
@@ -44,8 +43,11 @@ from updater.publisher.repository import (
     load_signer,
     load_state,
     locked,
+    write_root,
+    write_signed,
+    write_snapshot,
+    write_timestamp,
 )
-from updater.shared.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,6 @@ def _switch(repo: Path, state: RepoState, root: Metadata[Root] | None, role: str
             days: int | None = None) -> int:
     """Sign the changed role (and the ones after it) with the current keys and ``extra``, write
     them with timestamp.json last, then the new root; return ``role``'s new version."""
-    meta = repo / "metadata"
     both = {r: [*signers.get(r, []), *([extra] if extra and r == role else [])] for r in ROLES}
     order = ROLES[ROLES.index(role):] if role != "root" else ()
     for name in order:  # every key at hand before anything is written
@@ -182,37 +183,25 @@ def _switch(repo: Path, state: RepoState, root: Metadata[Root] | None, role: str
     if root is not None:
         _sign_root(root, state, signers.get("root", []), extra)
     version = 0
-    snapshot_version = state.snapshot.signed.version
     targets_version = state.targets.signed.version
-    lifetime = _lifetime(repo, days)
+    snapshot_version = state.snapshot.signed.version
+    expires = _now() + timedelta(days=days) if days else None  # else the repository's setting
     if "targets" in order:
-        targets = Metadata.from_bytes(state.targets.to_bytes(_SERIALIZER))
-        targets.signed.version += 1
-        targets.signed.expires = lifetime("targets")
-        _sign(targets, both["targets"], state, "targets")
-        atomic_write_bytes(meta / f"{targets.signed.version}.targets.json",
-                           targets.to_bytes(_SERIALIZER))
-        targets_version = version = targets.signed.version
+        targets = Metadata.from_bytes(state.targets.to_bytes())
+        targets_version = version = targets_version + 1
+        targets.signed.version = targets_version
+        targets.signed.expires = expires or expiry(repo, "targets")
+        write_signed(repo, targets, both["targets"], f"{targets_version}.targets.json")
     if "snapshot" in order:
-        snapshot = Metadata(Snapshot(version=state.snapshot.signed.version + 1,
-                                     expires=lifetime("snapshot"),
-                                     meta={"targets.json": MetaFile(version=targets_version)}))
-        _sign(snapshot, both["snapshot"], state, "snapshot")
-        atomic_write_bytes(meta / f"{snapshot.signed.version}.snapshot.json",
-                           snapshot.to_bytes(_SERIALIZER))
-        snapshot_version = snapshot.signed.version
+        snapshot_version += 1
+        write_snapshot(repo, both["snapshot"], snapshot_version, targets_version, expires)
         version = version or snapshot_version
     if "timestamp" in order:
-        timestamp = Metadata(Timestamp(version=state.timestamp.signed.version + 1,
-                                       expires=lifetime("timestamp"),
-                                       snapshot_meta=MetaFile(version=snapshot_version)))
-        _sign(timestamp, both["timestamp"], state, "timestamp")
-        atomic_write_bytes(meta / "timestamp.json", timestamp.to_bytes(_SERIALIZER))
-        version = version or timestamp.signed.version
+        stamp = state.timestamp.signed.version + 1
+        write_timestamp(repo, both["timestamp"], stamp, snapshot_version, expires)
+        version = version or stamp
     if root is not None:
-        data = root.to_bytes(_SERIALIZER)
-        atomic_write_bytes(meta / f"{root.signed.version}.root.json", data)
-        atomic_write_bytes(meta / "root.json", data)
+        write_root(repo, root)
         version = version or root.signed.version
     return version
 
@@ -232,22 +221,11 @@ def _enough(signers: list[Signer], state: RepoState, role: str) -> None:
             hint=f"Give the folder holding {role}.pem with --keys.")
 
 
-def _sign(md: Metadata[Any], signers: list[Signer], state: RepoState, role: str) -> None:
-    _enough(signers, state, role)
-    for signer in signers:
-        md.sign(signer, append=True)
-
-
 def _sign_root(root: Metadata[Root], state: RepoState, old: list[Signer],
                extra: Signer | None) -> None:
     """Sign root N+1 by a threshold of root N's keys and of its own (TUF 5.3.4)."""
-    previous, spec = state.root.signed.roles["root"], root.signed.roles["root"]
-    by_old = [s for s in old if s.public_key.keyid in previous.keyids]
-    if len(by_old) < previous.threshold:
-        raise RepositoryError(
-            f"The new root must be signed by {previous.threshold} of the current root keys; "
-            f"{len(by_old)} found in the key folders given. Nothing was changed.",
-            hint="Give each folder holding a root key (root.pem) with --keys.")
+    _enough(old, state, "root")
+    spec = root.signed.roles["root"]
     candidates = {s.public_key.keyid: s for s in [*old, *([extra] if extra else [])]}
     by_new = [s for k, s in candidates.items() if k in spec.keyids]
     if len(by_new) < spec.threshold:
@@ -265,10 +243,6 @@ def _next_root(state: RepoState, days: int | None = None) -> Metadata[Root]:
     root.signed.version += 1
     root.signed.expires = _now() + timedelta(days=days) if days else root.signed.expires
     return root
-
-
-def _lifetime(repo: Path, days: int | None) -> Any:
-    return lambda role: _now() + timedelta(days=days) if days else expiry(repo, role)
 
 
 # --- key files ----------------------------------------------------------------------------

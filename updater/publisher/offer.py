@@ -21,18 +21,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from tuf.api.metadata import Metadata, Targets
-
 from updater.core.builds import CHANNEL_PATTERN, CUSTOM_KEY, BuildInfo
 from updater.core.errors import RepositoryError
 from updater.core.rollout import Audience
 from updater.publisher.repository import (
     ROLES,
-    commit_targets,
-    expiry,
     load_role_signer,
     load_state,
     locked,
+    new_targets_version,
 )
 
 log = logging.getLogger(__name__)
@@ -111,12 +108,7 @@ def _change(repo: Path, keys: Path, build: int,
         if changed == info:
             return info
         signers = {role: load_role_signer(repo, keys, role, state) for role in ROLES[1:]}
-        targets: Metadata[Targets] = Metadata.from_bytes(state.targets.to_bytes())
-        targets.signed.version += 1
-        targets.signed.expires = expiry(repo, "targets")
         custom = {**target.custom, CUSTOM_KEY: changed.to_custom()[CUSTOM_KEY]}
-        targets.signed.targets[target.path].unrecognized_fields["custom"] = custom
-        commit_targets(repo, targets, signers,
-                       snapshot_version=state.snapshot.signed.version,
-                       timestamp_version=state.timestamp.signed.version)
+        with new_targets_version(repo, state, signers) as (targets, _placed):
+            targets.signed.targets[target.path].unrecognized_fields["custom"] = custom
     return changed

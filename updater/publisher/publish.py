@@ -3,8 +3,9 @@
 Checks the tree against every rule the updater applies (paths, customer-data folders, ``BUILD``,
 links), packs the added and changed files since the newest published build into a 7z, extracts
 it again as a test, and adds package and manifest as targets of a new targets version, which
-:func:`updater.publisher.repository.commit_targets` signs and switches in atomically. Writes only
-below the repository's staging folder until the switch; a failure removes what it placed.
+:func:`updater.publisher.repository.new_targets_version` signs and switches in atomically.
+Writes only below the repository's staging folder until the switch; a failure removes what it
+placed.
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ from updater.publisher.repository import (
     STAGING_DIR,
     RepoState,
     cleanup_staging,
-    commit_targets,
-    expiry,
     load_role_signer,
     load_state,
     locked,
+    new_targets_version,
     target_file,
 )
 from updater.publisher.trees import build_manifest, scan_tree
@@ -233,7 +233,7 @@ def _stage_and_commit(
     manifest_file = staging / f"{new.build}.json"
     manifest_file.write_bytes(mf.manifest_to_json(new.manifest))
     info = new.info
-    with _new_targets_version(repo, state, signers) as (targets, placed):
+    with new_targets_version(repo, state, signers) as (targets, placed):
         _add_target(
             repo,
             targets,
@@ -280,34 +280,6 @@ def _test_extract(
             raise RepositoryError(f"Test extraction of {pkg.name}: {name} differs from the tree.")
 
 
-@contextmanager
-def _new_targets_version(
-    repo: Path, state: RepoState, signers: Mapping[str, Signer]
-) -> Iterator[tuple[Metadata[Targets], list[Path]]]:
-    """Yield the next targets metadata to fill; commit it, or undo every file placed.
-
-    Until ``timestamp.json`` is replaced, clients see the old state; on any failure before
-    that, the target files placed for the new version are removed again.
-    """
-    targets = state.targets
-    targets.signed.version += 1
-    targets.signed.expires = expiry(repo, "targets")
-    placed: list[Path] = []
-    try:
-        yield targets, placed
-        commit_targets(
-            repo,
-            targets,
-            signers,
-            snapshot_version=state.snapshot.signed.version,
-            timestamp_version=state.timestamp.signed.version,
-        )
-    except BaseException:
-        for path in placed:
-            path.unlink(missing_ok=True)
-        raise
-
-
 def _add_target(
     repo: Path,
     targets: Metadata[Targets],
@@ -349,7 +321,7 @@ def publish_updater(
         custom = UpdaterInfo(platform, version).to_custom()
         with (
             _staging(repo) as staging,
-            _new_targets_version(repo, state, signers) as (targets, placed),
+            new_targets_version(repo, state, signers) as (targets, placed),
         ):
             for name in [n for n in targets.signed.targets if n.startswith(prefix)]:
                 del targets.signed.targets[name]

@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -249,10 +249,7 @@ def _write_initial_metadata(repo: Path, signers: Mapping[str, CryptoSigner]) -> 
     for role, signer in signers.items():
         root.signed.add_key(signer.public_key, role)
     root.sign(signers["root"])
-    meta = repo / "metadata"
-    data = root.to_bytes(_SERIALIZER)
-    atomic_write_bytes(meta / "1.root.json", data)
-    atomic_write_bytes(meta / "root.json", data)
+    write_root(repo, root)
     targets = Metadata(Targets(expires=expiry(repo, "targets")))
     commit_targets(repo, targets, signers, snapshot_version=0, timestamp_version=0)
 
@@ -266,36 +263,73 @@ def commit_targets(
     timestamp_version: int,
 ) -> None:
     """Sign and write targets, then snapshot, then switch ``timestamp.json``."""
-    meta = repo / "metadata"
-    targets.signatures.clear()
-    targets.sign(signers["targets"])
-    atomic_write_bytes(
-        meta / f"{targets.signed.version}.targets.json", targets.to_bytes(_SERIALIZER)
-    )
-    snapshot = Metadata(
-        Snapshot(
-            version=snapshot_version + 1,
-            expires=expiry(repo, "snapshot"),
-            meta={"targets.json": MetaFile(version=targets.signed.version)},
-        )
-    )
-    snapshot.sign(signers["snapshot"])
-    atomic_write_bytes(
-        meta / f"{snapshot.signed.version}.snapshot.json", snapshot.to_bytes(_SERIALIZER)
-    )
-    _write_timestamp(repo, signers["timestamp"], timestamp_version + 1, snapshot.signed.version)
+    write_signed(repo, targets, [signers["targets"]], f"{targets.signed.version}.targets.json")
+    write_snapshot(repo, [signers["snapshot"]], snapshot_version + 1, targets.signed.version)
+    write_timestamp(repo, [signers["timestamp"]], timestamp_version + 1, snapshot_version + 1)
 
 
-def _write_timestamp(repo: Path, signer: Signer, version: int, snapshot_version: int) -> None:
-    timestamp = Metadata(
-        Timestamp(
-            version=version,
-            expires=expiry(repo, "timestamp"),
-            snapshot_meta=MetaFile(version=snapshot_version),
+@contextmanager
+def new_targets_version(
+    repo: Path, state: RepoState, signers: Mapping[str, Signer]
+) -> Iterator[tuple[Metadata[Targets], list[Path]]]:
+    """Yield the next targets metadata to fill; commit it, or undo every file placed.
+
+    Until ``timestamp.json`` is replaced, clients see the old state; on any failure before
+    that, the target files placed for the new version are removed again.
+    """
+    targets = state.targets
+    targets.signed.version += 1
+    targets.signed.expires = expiry(repo, "targets")
+    placed: list[Path] = []
+    try:
+        yield targets, placed
+        commit_targets(
+            repo,
+            targets,
+            signers,
+            snapshot_version=state.snapshot.signed.version,
+            timestamp_version=state.timestamp.signed.version,
         )
-    )
-    timestamp.sign(signer)
-    atomic_write_bytes(repo / "metadata" / "timestamp.json", timestamp.to_bytes(_SERIALIZER))
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def write_signed(repo: Path, md: Metadata[Any], signers: Sequence[Signer], name: str) -> None:
+    """Sign ``md`` by each of ``signers`` (instead of its signatures so far) and write it as
+    ``metadata/<name>``, atomically."""
+    md.signatures.clear()
+    for signer in signers:
+        md.sign(signer, append=True)
+    atomic_write_bytes(repo / "metadata" / name, md.to_bytes(_SERIALIZER))
+
+
+def write_snapshot(repo: Path, signers: Sequence[Signer], version: int, targets_version: int,
+                   expires: datetime | None = None) -> None:
+    """Write snapshot ``version`` naming targets ``targets_version`` (expiry: ``expires``, else
+    the repository's setting)."""
+    snapshot = Metadata(Snapshot(version=version, expires=expires or expiry(repo, "snapshot"),
+                                 meta={"targets.json": MetaFile(version=targets_version)}))
+    write_signed(repo, snapshot, signers, f"{version}.snapshot.json")
+
+
+def write_timestamp(repo: Path, signers: Sequence[Signer], version: int, snapshot_version: int,
+                    expires: datetime | None = None) -> None:
+    """Switch ``timestamp.json`` to ``version``, naming snapshot ``snapshot_version``: what
+    clients see changes here."""
+    timestamp = Metadata(Timestamp(version=version,
+                                   expires=expires or expiry(repo, "timestamp"),
+                                   snapshot_meta=MetaFile(version=snapshot_version)))
+    write_signed(repo, timestamp, signers, "timestamp.json")
+
+
+def write_root(repo: Path, root: Metadata[Root]) -> None:
+    """Write root version N as ``N.root.json`` (kept for good: clients walk every version)
+    and as ``root.json``."""
+    data = root.to_bytes(_SERIALIZER)
+    atomic_write_bytes(repo / "metadata" / f"{root.signed.version}.root.json", data)
+    atomic_write_bytes(repo / "metadata" / "root.json", data)
 
 
 def refresh_timestamp(repo: Path, signer: Signer, *, min_remaining: timedelta) -> bool:
@@ -314,7 +348,7 @@ def refresh_timestamp(repo: Path, signer: Signer, *, min_remaining: timedelta) -
         current = state.timestamp.signed
         if current.expires - _now() > min_remaining:
             return False
-        _write_timestamp(repo, signer, current.version + 1, current.snapshot_meta.version)
+        write_timestamp(repo, [signer], current.version + 1, current.snapshot_meta.version)
     log.info("re-signed timestamp.json (version %d)", current.version + 1)
     return True
 
