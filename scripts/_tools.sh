@@ -22,6 +22,8 @@ _OPUSI_PACKAGES=(
     "xdotool      xdotool"                 # keys into the window under Xvfb (test_window)
     "e2fsprogs    chattr"                  # chattr, for the "file cannot be replaced" fault cases (and test_preflight as root)
     "qemu-system-x86 qemu-system-x86_64"   # the power-cut guest (tests/powercut, scripts/powercut)
+    "wrk          wrk"                     # load generator for the server's figures (scripts/loadbench)
+    "postgresql   initdb pg_ctl /usr/lib/postgresql/17/bin/initdb /usr/lib/postgresql/16/bin/initdb /usr/lib/postgresql/15/bin/initdb"  # the shared license registry (tests/postgres)
     "busybox-static  /bin/busybox"         # the guest's shell and tools (its kernel, linux-image-cloud-amd64, tests/support/qemu.py installs)
 )
 

@@ -11,6 +11,7 @@ import pytest
 
 from updater.core.errors import LicenseDatabaseError
 from updater.core.protocol import ANSWER_MALFORMED, ANSWER_REFUSED, ANSWER_UNREGISTERED
+from updater.publisher.database import SCHEMA_VERSION
 from updater.publisher.licenses import License, judge, open_registry
 
 TODAY = date(2025, 6, 15)
@@ -114,9 +115,69 @@ def test_open_without_create_refuses_missing_file(tmp_path: Path) -> None:
 def test_not_a_database_is_a_registry_error(tmp_path: Path) -> None:
     path = tmp_path / "licenses.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LicenseDatabaseError) as info:
+    with pytest.raises(LicenseDatabaseError, match="could not be opened: file is not a database"):
         open_registry(path)
-    assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert path.read_bytes() == b"this is not sqlite" * 100  # nothing written to it
+
+
+def test_a_url_names_the_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "licenses.db"
+    with open_registry(f"sqlite:///{path}") as registry:
+        registry.add("A-1", entitled_until=None, note="Praxis Dr. A")
+    with open_registry(path, create=False) as registry:
+        assert [lic.note for lic in registry.list()] == ["Praxis Dr. A"]
+
+
+@pytest.mark.parametrize(("location", "words"), [
+    ("mysql://opusi:secret@127.0.0.1/opusi", "names a database this program does not use"),
+    ("sqlite://", "names no file"),
+    ("postgresql://opusi:secret@127.0.0.1:notaport/opusi", "is not a URL"),
+])
+def test_a_location_of_another_kind_is_refused(location: str, words: str) -> None:
+    with pytest.raises(LicenseDatabaseError, match=words) as info:
+        open_registry(location)
+    assert "secret" not in str(info.value)  # a password is never shown
+
+
+def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "licenses.db"
+    with open_registry(path) as registry:
+        registry.add("A-1", entitled_until=None)
+    with open_registry(path) as registry:  # open_registry migrates every time
+        assert [lic.number for lic in registry.list()] == ["A-1"]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT id, version FROM opusi_schema").fetchall() == [
+            (1, SCHEMA_VERSION)]
+    finally:
+        conn.close()
+
+
+def test_a_registry_from_a_newer_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "licenses.db"
+    open_registry(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE opusi_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(LicenseDatabaseError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        open_registry(path)
+
+
+def test_a_table_of_the_same_name_but_another_kind_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "licenses.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE licenses (id INTEGER PRIMARY KEY, owner TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LicenseDatabaseError, match="not a license registry's"):
+        open_registry(path)
+    conn = sqlite3.connect(path)
+    try:  # the failed migration left no trace
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert names == {"licenses"}
+    finally:
+        conn.close()
 
 
 def test_corrupt_entry_is_a_registry_error(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 #: bytes, license number, duration. Never the client's address.
 request_logger = logging.getLogger(__name__ + ".requests")
 
+#: Seconds a client is asked to wait when the license registry cannot be reached.
+REGISTRY_RETRY_AFTER = 30
 #: The path nginx's ``auth_request`` asks; 204 means "serve it".
 LICENSE_CHECK_PATH = "/license-check"
 #: Files whose name carries their version or hash never change: clients may keep them.
@@ -66,7 +69,7 @@ _ADDRESS = re.compile(
 )
 
 
-def make_app(repo_dir: Path, registry_path: Path,
+def make_app(repo_dir: Path, registry_path: str | Path,
              throttle: FailureThrottle | None = None) -> RepositoryApp:
     """Build the WSGI application serving ``repo_dir`` to the licenses in ``registry_path``.
 
@@ -82,6 +85,38 @@ def make_app(repo_dir: Path, registry_path: Path,
     return RepositoryApp(repo_dir, open_registry(registry_path, create=False), throttle)
 
 
+class RegistryOutage:
+    """Logs a registry outage once when it starts, every minute while it lasts (with the number
+    of requests answered 503) and once when it ends, not once per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self._logged = 0.0
+        self.refused = 0
+
+    def failed(self, error: LicenseDatabaseError) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.refused += 1
+            if self.since is None:
+                self.since, self._logged = now, now
+                logger.error("license registry unavailable, answering 503: %s", error)
+            elif now - self._logged >= 60:
+                self._logged = now
+                logger.error("license registry still unavailable after %.0f s (%d requests "
+                             "answered 503): %s", now - self.since, self.refused, error)
+
+    def worked(self) -> None:
+        if self.since is None:  # the usual case: no lock
+            return
+        with self._lock:
+            if self.since is not None:
+                logger.warning("license registry available again after %.1f s; %d requests "
+                               "were answered 503", time.monotonic() - self.since, self.refused)
+                self.since, self.refused = None, 0
+
+
 class RepositoryApp:
     """The WSGI application: license check, then a file of the repository or 404."""
 
@@ -90,6 +125,7 @@ class RepositoryApp:
         self.repo_dir = repo_dir.resolve()
         self.registry = registry
         self.throttle = throttle or FailureThrottle()
+        self.outage = RegistryOutage()
 
     def close(self) -> None:
         """Close the registry's connections (after the server stopped)."""
@@ -125,8 +161,10 @@ class RepositoryApp:
         try:
             answer = self._judge(number)
         except LicenseDatabaseError as e:
-            logger.error("license registry unavailable: %s", e)
-            return _plain(503, "license registry unavailable", [("Retry-After", "60")])
+            self.outage.failed(e)
+            return _plain(503, "license registry unavailable",
+                          [("Retry-After", str(REGISTRY_RETRY_AFTER))])
+        self.outage.worked()
         if answer is not None:
             self.throttle.refused(client)
         if path == LICENSE_CHECK_PATH:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -21,7 +22,12 @@ from updater.core.report import ArgumentParser, run_command
 from updater.publisher import cli_offer, publish, repository
 from updater.shared import package
 
-DEFAULT_DB = Path("licenses.sqlite3")
+#: The license registry when --db is not given: $OPUSI_DB (keeps a database URL, and any password
+#: in it, off the command line), else this file in the current folder.
+DEFAULT_DB = "licenses.sqlite3"
+DB_HELP = ("the license registry: a SQLite file (PATH or sqlite:///PATH) or "
+           "postgresql://USER@HOST:PORT/DATABASE (password from PGPASSWORD or ~/.pgpass); "
+           f"default: $OPUSI_DB, else {DEFAULT_DB}")
 
 
 def _parser() -> ArgumentParser:
@@ -101,15 +107,16 @@ def _license_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
     revoke = lic_sub.add_parser("revoke", help="revoke a license")
     revoke.add_argument("number")
     lic_sub.add_parser("list", help="list every license")
-    for p in (add, revoke, lic_sub.choices["list"]):
-        p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"registry file ({DEFAULT_DB})")
+    lic_sub.add_parser("migrate", help="create or update the registry's tables (safe to repeat)")
+    for p in lic_sub.choices.values():
+        p.add_argument("--db", default=_default_db(), help=DB_HELP)
         p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _serve_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
     srv = sub.add_parser("serve", help="serve the repository to licensed clients")
     srv.add_argument("--repo", type=Path, required=True)
-    srv.add_argument("--db", type=Path, default=DEFAULT_DB, help="license registry file")
+    srv.add_argument("--db", default=_default_db(), help=DB_HELP)
     srv.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
     srv.add_argument("--cert", type=Path, help="TLS certificate chain (PEM)")
     srv.add_argument("--key", type=Path, help="TLS private key (PEM)")
@@ -211,10 +218,22 @@ def _resign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_db() -> str:
+    return os.environ.get("OPUSI_DB") or DEFAULT_DB
+
+
 def _license(args: argparse.Namespace) -> int:
+    from updater.publisher.database import SCHEMA_VERSION
     from updater.publisher.licenses import open_registry
 
-    with open_registry(args.db) as registry:
+    with open_registry(args.db) as registry:  # creates or migrates the schema
+        if args.license_command == "migrate":
+            if args.json:
+                print(json.dumps({"registry": registry.name, "schema": SCHEMA_VERSION}))
+            else:
+                print(f"The license registry {registry.name} has schema version "
+                      f"{SCHEMA_VERSION}, this program's.")
+            return 0
         if args.license_command == "add":
             rows = [registry.add(args.number, entitled_until=args.until, note=args.note)]
         elif args.license_command == "revoke":

@@ -1,8 +1,8 @@
 """The vendor's license registry: which license numbers may download updates, and until when.
 
-Reads and writes one SQLite file (table ``licenses``), in WAL mode so the server can read it
-on many threads while the vendor's ``opusi-repo license`` commands write it from another
-process. The decision whether a request is allowed, :func:`judge`, is pure and does no I/O.
+The table ``licenses`` in a SQLite file or a PostgreSQL database (:mod:`.database`), read by the
+server on many threads while the vendor's ``opusi-repo license`` commands (or other servers)
+write it. The decision whether a request is allowed, :func:`judge`, is pure and does no I/O.
 
 Re-adding a number that is already registered re-activates it (if it was revoked) and sets
 its entitlement date to the new value; the note is replaced only when a new one is given.
@@ -11,13 +11,14 @@ its entitlement date to the new value; the note is replaced only when a new one 
 from __future__ import annotations
 
 import builtins
-import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
+
+from sqlalchemy import Connection, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from updater.core.errors import LicenseDatabaseError
 from updater.core.protocol import (
@@ -31,31 +32,9 @@ from updater.core.protocol import (
     license_answer,
     license_problem,
 )
-
-#: How long a connection waits for another process's write lock before giving up.
-BUSY_TIMEOUT_MS = 5000
+from updater.publisher.database import Database, licenses, migrate
 
 Status = Literal["active", "revoked"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS licenses (
-    number TEXT PRIMARY KEY NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
-    entitled_until TEXT NULL,
-    note TEXT NOT NULL DEFAULT '',
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL
-)
-"""
-_COLUMNS = "number, status, entitled_until, note, created, updated"
-_UPSERT = f"""
-INSERT INTO licenses ({_COLUMNS}) VALUES (?, 'active', ?, ?, ?, ?)
-ON CONFLICT (number) DO UPDATE SET
-    status = 'active',
-    entitled_until = excluded.entitled_until,
-    note = CASE WHEN excluded.note = '' THEN licenses.note ELSE excluded.note END,
-    updated = excluded.updated
-"""
 
 
 @dataclass(frozen=True)
@@ -106,44 +85,41 @@ def judge(license: License | None, number: str | None, today: date) -> LicenseAn
     return None
 
 
-def open_registry(path: Path, *, create: bool = True) -> LicenseRegistry:
-    """Open the registry at ``path``, creating the file and its schema if missing.
+def open_registry(location: str | Path, *, create: bool = True) -> LicenseRegistry:
+    """Open the registry at ``location``, creating its schema if missing (safe to run twice).
 
     Args:
-        path: The SQLite file.
-        create: When False, a missing file is an error instead of a new, empty registry
+        location: A SQLite file (a path or ``sqlite:///PATH``) or ``postgresql://...``.
+        create: When False, a missing SQLite file is an error instead of a new, empty registry
             (the server uses this so a mistyped path does not refuse every customer).
 
     Returns:
         The open registry; close it with :meth:`LicenseRegistry.close`.
 
     Raises:
-        LicenseDatabaseError: The file is missing (``create=False``), unreadable, or not a
-            license registry.
+        LicenseDatabaseError: The location is malformed, the file missing (``create=False``),
+            the database unreachable or not a license registry.
     """
-    if not create and not path.is_file():
-        raise LicenseDatabaseError(
-            f"The license registry {path} does not exist.",
-            hint="Create it with 'opusi-repo license add', or check the path.",
-        )
-    registry = LicenseRegistry(path)
+    db = Database(location, create=create)
     try:
-        registry.setup()
+        migrate(db)
     except LicenseDatabaseError:
-        registry.close()
+        db.close()
         raise
-    return registry
+    return LicenseRegistry(db)
 
 
 class LicenseRegistry:
-    """The license table of one SQLite file, with one connection per thread."""
+    """The license table of one registry; safe to use from many threads."""
 
-    def __init__(self, path: Path) -> None:
-        """Remember ``path``; connections are made on first use in each thread."""
-        self.path = path
-        self._local = threading.local()
-        self._all: builtins.list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        """Use the (migrated) registry ``db``."""
+        self.db = db
+
+    @property
+    def name(self) -> str:
+        """Where the registry is (a path, or a URL without its password)."""
+        return self.db.name
 
     def __enter__(self) -> LicenseRegistry:
         return self
@@ -156,32 +132,9 @@ class LicenseRegistry:
     ) -> None:
         self.close()
 
-    def setup(self) -> None:
-        """Switch the file to WAL mode and create the table if missing.
-
-        Raises:
-            LicenseDatabaseError: SQLite failed.
-        """
-        try:
-            conn = self._connection()
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute(_SCHEMA)
-        except sqlite3.Error as e:
-            raise self._error("could not be opened", e) from e
-        if str(mode).lower() != "wal":
-            raise LicenseDatabaseError(
-                f"The license registry {self.path} could not be switched to WAL mode "
-                f"(journal mode is {mode!r}).",
-                hint="Keep the registry on a local disk, not a network share.",
-            )
-
     def close(self) -> None:
         """Close every connection this registry opened, in any thread."""
-        with self._lock:
-            connections, self._all = self._all, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+        self.db.close()
 
     def add(self, number: str, *, entitled_until: date | None, note: str = "") -> License:
         """Register ``number``, or re-activate it and set its entitlement date.
@@ -195,15 +148,27 @@ class LicenseRegistry:
             The license as now stored.
 
         Raises:
-            LicenseDatabaseError: The number is malformed, or SQLite failed.
+            LicenseDatabaseError: The number is malformed, or the database failed.
         """
         problem = license_problem(number)
         if problem is not None:
             raise LicenseDatabaseError(f"Cannot register the license: {problem}.")
         now = _now_text()
         until = entitled_until.isoformat() if entitled_until is not None else None
-        self._write(_UPSERT, (number, until, note, now, now), f"add license {number}")
-        return self._must_get(number)
+        dialect: Any = sqlite if self.db.sqlite else postgresql
+        insert = dialect.insert(licenses).values(
+            number=number, status="active", entitled_until=until, note=note, created=now,
+            updated=now)
+        upsert = insert.on_conflict_do_update(index_elements=[licenses.c.number], set_={
+            "status": "active",
+            "entitled_until": insert.excluded.entitled_until,
+            "note": case((insert.excluded.note == "", licenses.c.note),
+                         else_=insert.excluded.note),
+            "updated": insert.excluded.updated,
+        })
+        with self.db.write(f"add license {number}") as conn:
+            conn.execute(upsert)
+            return self._must_get(conn, number)
 
     def revoke(self, number: str) -> License:
         """Revoke ``number``: from the next request on, the server refuses it (error 2).
@@ -212,81 +177,47 @@ class LicenseRegistry:
             The license as now stored.
 
         Raises:
-            LicenseDatabaseError: The number is not registered, or SQLite failed.
+            LicenseDatabaseError: The number is not registered, or the database failed.
         """
-        sql = "UPDATE licenses SET status = 'revoked', updated = ? WHERE number = ?"
-        changed = self._write(sql, (_now_text(), number), f"revoke license {number}")
-        if changed == 0:
-            raise LicenseDatabaseError(
-                f"The license {number!r} is not registered, so nothing was revoked.",
-                hint="See 'opusi-repo license list' for the registered numbers.",
-            )
-        return self._must_get(number)
+        change = (update(licenses).where(licenses.c.number == number)
+                  .values(status="revoked", updated=_now_text()))
+        with self.db.write(f"revoke license {number}") as conn:
+            if conn.execute(change).rowcount == 0:
+                raise LicenseDatabaseError(
+                    f"The license {number!r} is not registered, so nothing was revoked.",
+                    hint="See 'opusi-repo license list' for the registered numbers.",
+                )
+            return self._must_get(conn, number)
 
     def get(self, number: str) -> License | None:
         """Return the entry for ``number``, or None when it is not registered.
 
         Raises:
-            LicenseDatabaseError: SQLite failed or the entry is corrupt.
+            LicenseDatabaseError: The database failed or the entry is corrupt.
         """
-        rows = self._read(f"SELECT {_COLUMNS} FROM licenses WHERE number = ?", (number,))
-        return _license_from_row(rows[0]) if rows else None
+        return self.db.read(lambda conn: _get(conn, number))
 
     def list(self) -> builtins.list[License]:
         """Return every registered license, ordered by number.
 
         Raises:
-            LicenseDatabaseError: SQLite failed or an entry is corrupt.
+            LicenseDatabaseError: The database failed or an entry is corrupt.
         """
-        rows = self._read(f"SELECT {_COLUMNS} FROM licenses ORDER BY number", ())
-        return [_license_from_row(row) for row in rows]
+        found = self.db.read(
+            lambda conn: conn.execute(select(*licenses.columns).order_by(licenses.c.number)).all())
+        return [_license_from_row(tuple(row)) for row in found]
 
-    def _must_get(self, number: str) -> License:
-        found = self.get(number)
+    @staticmethod
+    def _must_get(conn: Connection, number: str) -> License:
+        found = _get(conn, number)
         if found is None:
             raise LicenseDatabaseError(f"The license {number} vanished right after writing.")
         return found
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            with self._lock:
-                self._all.append(conn)
-            self._local.conn = conn
-        return conn
 
-    def _read(self, sql: str, params: tuple[object, ...]) -> builtins.list[tuple[object, ...]]:
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            raise self._error("could not be read", e) from e
-
-    def _write(self, sql: str, params: tuple[object, ...], what: str) -> int:
-        try:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                changed = conn.execute(sql, params).rowcount
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return changed
-        except sqlite3.Error as e:
-            raise self._error(f"could not be written ({what})", e) from e
-
-    def _error(self, what: str, e: sqlite3.Error) -> LicenseDatabaseError:
-        return LicenseDatabaseError(
-            f"The license registry {self.path} {what}: {e}.",
-            hint="Nothing was changed. Check the file, its permissions and free disk space.",
-        )
+def _get(conn: Connection, number: str) -> License | None:
+    row = conn.execute(select(*licenses.columns).where(licenses.c.number == number)).first()
+    return _license_from_row(tuple(row)) if row is not None else None
 
 
 def _now_text() -> str:
