@@ -125,10 +125,26 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frozen]:
         server.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--front", choices=("server", "nginx"), default="server",
+        help="what the updater tests talk to: the project's server (default), or Debian's "
+             "nginx with deploy/nginx/ in front of it (tests/nginx/test_same_suite.py)")
+
+
 @pytest.fixture(scope="session")
-def server_url(vendor: Vendor) -> Iterator[str]:
+def server_url(vendor: Vendor, request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The update server of the session's vendor: the project's server, or with ``--front
+    nginx`` nginx with the shipped configuration in front of it (license decisions cached 2 s)."""
     with served(vendor, threads=8) as url:
-        yield url
+        if request.config.getoption("--front") == "nginx":
+            from tests.support.nginx import running
+
+            with running(vendor.repo, url, tmp_path_factory.mktemp("nginx-front")) as front:
+                yield front.url
+        else:
+            yield url
 
 
 @contextmanager
