@@ -26,6 +26,8 @@ from tests.conftest import (
     vendor_files,
 )
 from tests.integration.test_update import run
+from tests.support.nginx import nginx_path
+from tests.support.nginx import running as running_nginx
 from tests.support.postgres import Postgres, postgres_bin, running
 from updater.core.errors import LicenseDatabaseError
 from updater.core.protocol import ERROR_HEADER, LICENSE_HEADER
@@ -169,10 +171,30 @@ def test_a_restart_under_load(shared: Vendor, pg: Postgres, mode: str,
     assert {s for t, s, _, _ in seen if t > back + 0.1} <= {200, 403}  # and every one after
     outage = [r.getMessage() for r in caplog.records
               if r.name == "updater.publisher.app" and "license registry" in r.getMessage()]
-    assert len(outage) == 2, outage
+    assert len(outage) == 2, "\n".join(outage)
     assert outage[0].startswith("license registry unavailable, answering 503: The license "
                                 "registry postgresql://opusi@127.0.0.1")
     assert outage[1].startswith("license registry available again after")
     assert f"; {statuses[503]} requests were answered 503" in outage[1]
     print(f"{mode}: {len(seen)} requests, {statuses[503]} answered 503 while down "
           f"({up - down:.1f} s), first 200 {back - up:.3f} s after the restart")
+
+
+@pytest.mark.skipif(nginx_path() is None, reason="nginx is not installed")
+def test_the_database_down_behind_nginx(shared: Vendor, pg: Postgres, tmp_path: Path) -> None:
+    """Behind nginx, a number whose decision nginx cached a moment ago is still served while the
+    database is down; any other gets nginx's 503 with a retry hint, never a refusal."""
+    with served(shared) as upstream, running_nginx(shared.repo, upstream, tmp_path / "nginx",
+                                                   "5s") as front:
+        assert _get(front.url).status == 200  # the decision is cached now
+        pg.stop()
+        try:
+            assert _get(front.url).status == 200
+            for number in ("PG-NOBODY", REVOKED):  # not cached: the service must answer
+                answer = _get(front.url, number)
+                assert (answer.status, answer.headers.get(ERROR_HEADER)) == (503, None)
+                assert answer.headers["Retry-After"] == "60"
+        finally:
+            pg.start()
+        answer = _get(front.url, "PG-NOBODY")
+        assert (answer.status, answer.headers.get(ERROR_HEADER)) == (403, "7")

@@ -87,18 +87,21 @@ def make_app(repo_dir: Path, registry_path: str | Path,
 
 class RegistryOutage:
     """Logs a registry outage once when it starts, every minute while it lasts (with the number
-    of requests answered 503) and once when it ends, not once per request."""
+    of requests answered 503) and once when it ends, not once per request. It ends with the
+    first answer a second after the last failure: while a database shuts down, requests on
+    connections it has not closed yet still work between failures."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.since: float | None = None
-        self._logged = 0.0
+        self._logged = self._failed = 0.0
         self.refused = 0
 
     def failed(self, error: LicenseDatabaseError) -> None:
         now = time.monotonic()
         with self._lock:
             self.refused += 1
+            self._failed = now
             if self.since is None:
                 self.since, self._logged = now, now
                 logger.error("license registry unavailable, answering 503: %s", error)
@@ -110,10 +113,11 @@ class RegistryOutage:
     def worked(self) -> None:
         if self.since is None:  # the usual case: no lock
             return
+        now = time.monotonic()
         with self._lock:
-            if self.since is not None:
+            if self.since is not None and now - self._failed >= 1.0:
                 logger.warning("license registry available again after %.1f s; %d requests "
-                               "were answered 503", time.monotonic() - self.since, self.refused)
+                               "were answered 503", self._failed - self.since, self.refused)
                 self.since, self.refused = None, 0
 
 
