@@ -26,22 +26,47 @@ from babel.messages.pofile import read_po, write_po
 ROOT = Path(__file__).resolve().parents[1]
 LOCALE = ROOT / "updater" / "locale"
 DOMAIN = "opusi"
-#: The programs the customer sees; the vendor's tools (updater/publisher) stay English.
+#: The programs the customer sees; the vendor's command line tools (updater/publisher) stay
+#: English.
 SOURCES = ("core", "shared", "install", "bootstrap")
+#: The support desk's web pages (updater/publisher/desk): its own catalog, so the frozen
+#: programs do not carry the desk's words. Python: ``N_("...")`` and ``ctx._("...")``;
+#: templates: ``_("...")`` (Jinja2's i18n extension, ``%(name)s`` placeholders).
+DESK = "desk"
+DESK_SOURCES = ROOT / "updater" / "publisher" / "desk"
+DOMAINS = (DOMAIN, DESK)
 
 
-def po_files() -> list[Path]:
-    """Every language's catalog source."""
-    return sorted(LOCALE.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+def po_files(domain: str = DOMAIN) -> list[Path]:
+    """Every language's catalog source of ``domain``."""
+    return sorted(LOCALE.glob(f"*/LC_MESSAGES/{domain}.po"))
 
 
 def read_catalog(path: Path) -> Catalog:
     with path.open("rb") as handle:
-        return read_po(handle, locale=path.parents[1].name, domain=DOMAIN)
+        return read_po(handle, locale=path.parents[1].name, domain=path.stem)
 
 
-def extract() -> Catalog:
-    """Every message marked with ``_("...")`` in :data:`SOURCES`, with where it stands."""
+def extract_desk() -> Catalog:
+    """The desk's messages: ``N_``/``_`` in its Python files, ``_`` in its templates."""
+    template = Catalog(domain=DESK, project="opus i update desk", charset="utf-8")
+    for filename, lineno, message, comments, context in extract_from_dir(
+        DESK_SOURCES, method_map=[("**.py", "python"), ("templates/**.html",
+                                                       "jinja2.ext:babel_extract")],
+        keywords={"_": None, "N_": None}, comment_tags=("Translators:",),
+        strip_comment_tags=True, options_map={"templates/**.html": {"extensions":
+                                                                    "jinja2.ext.i18n"}},
+    ):
+        template.add(message, locations=[(f"updater/publisher/desk/{filename}", lineno)],
+                     auto_comments=comments, context=context, flags=("python-format",))
+    return template
+
+
+def extract(domain: str = DOMAIN) -> Catalog:
+    """Every message marked with ``_("...")`` in :data:`SOURCES`, with where it stands (of the
+    desk: :func:`extract_desk`)."""
+    if domain == DESK:
+        return extract_desk()
     template = Catalog(domain=DOMAIN, project="opus i Internet update", charset="utf-8")
     for folder in SOURCES:
         base = ROOT / "updater" / folder
@@ -64,14 +89,22 @@ def extract() -> Catalog:
 
 
 def update() -> None:
-    """Bring every .po file up to the messages in the sources."""
-    template = extract()
-    for path in po_files():
-        catalog = read_catalog(path)
-        catalog.update(template, no_fuzzy_matching=True)
-        with path.open("wb") as handle:
-            write_po(handle, catalog, width=100, omit_header=False, ignore_obsolete=True)
-        print(f"{path.relative_to(ROOT)}: {len(catalog)} messages")
+    """Bring every .po file up to the messages in the sources (a missing German desk catalog
+    is made)."""
+    for domain in DOMAINS:
+        template = extract(domain)
+        paths = po_files(domain)
+        german = LOCALE / "de" / "LC_MESSAGES" / f"{domain}.po"
+        if german not in paths:
+            german.write_bytes(b"")
+            paths.append(german)
+        for path in paths:
+            catalog = read_catalog(path) if path.stat().st_size else Catalog(
+                locale=path.parents[1].name, domain=domain, charset="utf-8")
+            catalog.update(template, no_fuzzy_matching=True)
+            with path.open("wb") as handle:
+                write_po(handle, catalog, width=100, omit_header=False, ignore_obsolete=True)
+            print(f"{path.relative_to(ROOT)}: {len(catalog)} messages")
 
 
 def write_numbers(language: str, target: Path) -> None:
@@ -89,9 +122,9 @@ def compile_all(force: bool = False) -> list[Path]:
     """Compile each .po to its .mo where the .mo is missing or older; return those written.
     Beside each, ``numbers.json`` (:func:`write_numbers`) where it is missing."""
     written = []
-    for path in po_files():
+    for path in [p for domain in DOMAINS for p in po_files(domain)]:
         numbers = path.with_name("numbers.json")
-        if force or not numbers.exists():
+        if path.stem == DOMAIN and (force or not numbers.exists()):
             write_numbers(path.parents[1].name, numbers)
             written.append(numbers)
         target = path.with_suffix(".mo")

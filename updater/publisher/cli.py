@@ -19,7 +19,7 @@ from pathlib import Path
 
 from updater.core.errors import UsageError
 from updater.core.report import ArgumentParser, run_command
-from updater.publisher import cli_offer, publish, repository
+from updater.publisher import cli_desk, cli_offer, publish, repository
 from updater.shared import package
 
 #: The license registry when --db is not given: $OPUSI_DB (keeps a database URL, and any password
@@ -82,6 +82,7 @@ def _parser() -> ArgumentParser:
     ts.add_argument("--min-remaining-hours", type=float, default=72.0)
 
     cli_offer.add_parsers(sub, _repo_keys)
+    cli_desk.add_parsers(sub, _db_option)
     _license_parser(sub)
     _serve_parser(sub)
     return parser
@@ -109,8 +110,7 @@ def _license_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
     lic_sub.add_parser("list", help="list every license")
     lic_sub.add_parser("migrate", help="create or update the registry's tables (safe to repeat)")
     for p in lic_sub.choices.values():
-        p.add_argument("--db", default=_default_db(), help=DB_HELP)
-        p.add_argument("--json", action="store_true", help="print JSON")
+        _db_option(p)
 
 
 def _serve_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
@@ -131,7 +131,7 @@ def _serve_parser(sub: argparse._SubParsersAction[ArgumentParser]) -> None:
                           "license numbers, no addresses)")
 
 
-def _parse_bind(text: str) -> tuple[str, int]:
+def parse_bind(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"--bind expects HOST:PORT, got {text!r}.")
@@ -218,6 +218,11 @@ def _resign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=_default_db(), help=DB_HELP)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _default_db() -> str:
     return os.environ.get("OPUSI_DB") or DEFAULT_DB
 
@@ -263,7 +268,7 @@ def _license(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from updater.publisher import serving
 
-    host, port = _parse_bind(args.bind)
+    host, port = parse_bind(args.bind)
     if bool(args.cert) != bool(args.key):
         raise UsageError("--cert and --key go together.")
     serving.serve(
@@ -288,6 +293,7 @@ _COMMANDS = {
     "list": _list,
     "resign-timestamp": _resign,
     **cli_offer.COMMANDS,
+    **cli_desk.COMMANDS,
     "license": _license,
     "serve": _serve,
 }

@@ -46,7 +46,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from updater.core.errors import LicenseDatabaseError
 
 #: The schema this program writes and reads; :func:`migrate` brings a database up to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: licenses; 2: staff, sessions, audit (the support desk)
 #: How long SQLite waits for another process's write lock, and PostgreSQL for a connection.
 BUSY_TIMEOUT_S = 5
 #: Connections kept per process to PostgreSQL (the server's threads share them).
@@ -70,6 +70,38 @@ licenses = Table(
     Column("note", Text, nullable=False, server_default=""),
     Column("created", Text, nullable=False),
     Column("updated", Text, nullable=False),
+)
+
+#: The support desk's staff (``opusi-repo staff``): name, role(s), argon2id hash of the password.
+staff = Table(
+    "staff", metadata,
+    Column("name", Text, primary_key=True),
+    Column("roles", Text, nullable=False),  # space-separated: support, release
+    Column("password", Text, nullable=False),  # argon2id, with its parameters and salt
+    Column("active", Integer, nullable=False, server_default="1"),
+    Column("created", Text, nullable=False),
+    Column("updated", Text, nullable=False),
+)
+
+#: The desk's sessions: the sha256 of the cookie's token (not the token), the form token.
+sessions = Table(
+    "staff_sessions", metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("staff", Text, nullable=False, index=True),
+    Column("csrf", Text, nullable=False),
+    Column("created", Text, nullable=False),
+    Column("last_seen", Text, nullable=False),
+)
+
+#: Who changed what and when: written with each change, in the same transaction; never changed.
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Text, nullable=False, index=True),
+    Column("staff", Text, nullable=False),  # a desk account, or "opusi-repo" for the commands
+    Column("action", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
 )
 
 _LOCK_KEY = 0x6F707573  # PostgreSQL advisory lock of migrate ("opus")

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from updater.core.errors import LicenseDatabaseError
@@ -32,6 +32,7 @@ from updater.core.protocol import (
     license_answer,
     license_problem,
 )
+from updater.publisher.audit import COMMAND_LINE, record
 from updater.publisher.database import Database, licenses, migrate
 
 Status = Literal["active", "revoked"]
@@ -136,13 +137,15 @@ class LicenseRegistry:
         """Close every connection this registry opened, in any thread."""
         self.db.close()
 
-    def add(self, number: str, *, entitled_until: date | None, note: str = "") -> License:
+    def add(self, number: str, *, entitled_until: date | None, note: str = "",
+            actor: str = COMMAND_LINE) -> License:
         """Register ``number``, or re-activate it and set its entitlement date.
 
         Args:
             number: The license number (1 to 32 letters, digits or dashes).
             entitled_until: Last day (UTC) of the update entitlement; None for no end.
             note: Free text; an empty note keeps the existing note of a re-added number.
+            actor: Who made the change, for the audit log.
 
         Returns:
             The license as now stored.
@@ -167,10 +170,14 @@ class LicenseRegistry:
             "updated": insert.excluded.updated,
         })
         with self.db.write(f"add license {number}") as conn:
+            before = _get(conn, number)
             conn.execute(upsert)
-            return self._must_get(conn, number)
+            after = self._must_get(conn, number)
+            record(conn, actor, "license.add" if before is None else "license.readd", number,
+                   _describe(after))
+            return after
 
-    def revoke(self, number: str) -> License:
+    def revoke(self, number: str, *, actor: str = COMMAND_LINE, reason: str = "") -> License:
         """Revoke ``number``: from the next request on, the server refuses it (error 2).
 
         Returns:
@@ -179,15 +186,57 @@ class LicenseRegistry:
         Raises:
             LicenseDatabaseError: The number is not registered, or the database failed.
         """
+        return self._change(number, {"status": "revoked"}, actor, "license.revoke", reason,
+                            "revoked")
+
+    def restore(self, number: str, *, actor: str = COMMAND_LINE, reason: str = "") -> License:
+        """Make a revoked ``number`` active again (its end date and note unchanged).
+
+        Raises:
+            LicenseDatabaseError: The number is not registered, or the database failed.
+        """
+        return self._change(number, {"status": "active"}, actor, "license.restore", reason,
+                            "restored")
+
+    def set_until(self, number: str, until: date | None, *, actor: str = COMMAND_LINE,
+                  reason: str = "") -> License:
+        """Set the last day of ``number``'s update entitlement (None: no end).
+
+        Raises:
+            LicenseDatabaseError: The number is not registered, or the database failed.
+        """
+        return self._change(number, {"entitled_until": until.isoformat() if until else None},
+                            actor, "license.until", reason, "changed")
+
+    def search(self, text: str, limit: int = 500) -> builtins.list[License]:
+        """Licenses whose number or note contains ``text`` (any case), ordered by number.
+
+        Raises:
+            LicenseDatabaseError: The database failed or an entry is corrupt.
+        """
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+            "_", "\\_") + "%"
+        query = (select(*licenses.columns)
+                 .where(or_(func.lower(licenses.c.number).like(pattern, escape="\\"),
+                            func.lower(licenses.c.note).like(pattern, escape="\\")))
+                 .order_by(licenses.c.number).limit(limit))
+        found = self.db.read(lambda conn: conn.execute(query).all())
+        return [_license_from_row(tuple(row)) for row in found]
+
+    def _change(self, number: str, values: dict[str, object], actor: str, action: str,
+                reason: str, done: str) -> License:
         change = (update(licenses).where(licenses.c.number == number)
-                  .values(status="revoked", updated=_now_text()))
-        with self.db.write(f"revoke license {number}") as conn:
+                  .values(**values, updated=_now_text()))
+        with self.db.write(f"{action.split('.')[1]} license {number}") as conn:
             if conn.execute(change).rowcount == 0:
                 raise LicenseDatabaseError(
-                    f"The license {number!r} is not registered, so nothing was revoked.",
+                    f"The license {number!r} is not registered, so nothing was {done}.",
                     hint="See 'opusi-repo license list' for the registered numbers.",
                 )
-            return self._must_get(conn, number)
+            after = self._must_get(conn, number)
+            detail = _describe(after) + (f"; reason: {reason}" if reason else "")
+            record(conn, actor, action, number, detail)
+            return after
 
     def get(self, number: str) -> License | None:
         """Return the entry for ``number``, or None when it is not registered.
@@ -222,6 +271,12 @@ def _get(conn: Connection, number: str) -> License | None:
 
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _describe(lic: License) -> str:
+    until = lic.entitled_until.isoformat() if lic.entitled_until else "no end"
+    note = f"; note: {lic.note}" if lic.note else ""
+    return f"{lic.status}, entitled until {until}{note}"
 
 
 def _license_from_row(row: tuple[object, ...]) -> License:
