@@ -24,6 +24,8 @@ _OPUSI_PACKAGES=(
     "qemu-system-x86 qemu-system-x86_64"   # the power-cut guest (tests/powercut, scripts/powercut)
     "wrk          wrk"                     # load generator for the server's figures (scripts/loadbench)
     "postgresql   initdb pg_ctl /usr/lib/postgresql/17/bin/initdb /usr/lib/postgresql/16/bin/initdb /usr/lib/postgresql/15/bin/initdb"  # the shared license registry (tests/postgres)
+    "chromium     chromium"                # the support desk's browser tests (tests/desk), headless
+    "chromium-driver chromedriver /usr/lib/chromium/chromedriver"  # Selenium's driver for it
     "busybox-static  /bin/busybox"         # the guest's shell and tools (its kernel, linux-image-cloud-amd64, tests/support/qemu.py installs)
 )
 
