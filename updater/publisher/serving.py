@@ -1,9 +1,11 @@
 """Running the update server: :mod:`updater.publisher.app` on cheroot, until it is stopped.
 
 Serves the application from background threads on cheroot (threaded, TLS via the standard
-library) and stops on Ctrl+C or SIGTERM. Reads the certificate and key files, and with a
-timestamp key has :mod:`updater.publisher.repository` re-sign ``metadata/timestamp.json`` before
-it expires (freeze protection); writes nothing else. cheroot's own log goes to :mod:`logging`
+library) and stops on Ctrl+C or SIGTERM. Connections wait for their request heads in
+:mod:`updater.publisher.gate`, not in the worker threads, so idle and slow-loris connections
+keep no request waiting. Reads the certificate and key files, and with a timestamp key has
+:mod:`updater.publisher.repository` re-sign ``metadata/timestamp.json`` before it expires
+(freeze protection); writes nothing else. cheroot's own log goes to :mod:`logging`
 through :func:`~updater.publisher.app.scrub_addresses`, so it never names a client's address.
 """
 
@@ -19,11 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
-
 from updater.core.errors import OpusiError
 from updater.publisher.app import RepositoryApp, make_app, scrub_addresses
+from updater.publisher.gate import HEADER_TIMEOUT, GatedServer, LazyHandshakeAdapter
 from updater.publisher.throttle import FailureThrottle
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,12 @@ MIN_REMAINING = timedelta(days=1)
 LISTEN_QUEUE = 1024
 #: The most header bytes a request may send (413 above it).
 MAX_HEADER_BYTES = 64 * 1024
+#: Open files ``serve`` asks for: every connection holds one, waiting ones too (systemd's
+#: default of 1,024 would leave cheroot failing to accept, and logging it, in a tight loop).
+OPEN_FILES = 65536
 
 
-class _QuietServer(wsgi.Server):
+class _QuietServer(GatedServer):
     """cheroot's server, its error log sent to :mod:`logging` with addresses removed.
 
     cheroot names the client's address in some messages (TLS handshake failures); those
@@ -78,6 +81,7 @@ class Server:
         resign_interval: float = RESIGN_INTERVAL,
         min_remaining: timedelta = MIN_REMAINING,
         throttle: FailureThrottle | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
     ) -> None:
         """Configure the server; nothing is opened before :meth:`start`.
 
@@ -95,6 +99,8 @@ class Server:
             min_remaining: Validity ``timestamp.json`` keeps at least.
             throttle: Slows down addresses that send refused license numbers (default:
                 :mod:`updater.publisher.throttle`'s limits).
+            header_timeout: Seconds a connection may take to send a request's line and headers
+                (then 408 and closed); sending an answer is not limited by it.
         """
         self.repo_dir = repo_dir
         self.registry_path = registry_path
@@ -106,6 +112,7 @@ class Server:
         self.resign_interval = resign_interval
         self.min_remaining = min_remaining
         self.throttle = throttle
+        self.header_timeout = header_timeout
         self._app: RepositoryApp | None = None
         self._server: _QuietServer | None = None
         self._threads: list[threading.Thread] = []
@@ -139,11 +146,12 @@ class Server:
         # a release morning's burst must not find the listen queue full (cheroot's default
         # is 5); no request needs more than a few kB of headers (cheroot's default: no limit)
         server = _QuietServer((self.host, self._port), app, numthreads=self.threads,
-                              request_queue_size=LISTEN_QUEUE)
+                              request_queue_size=LISTEN_QUEUE,
+                              header_timeout=self.header_timeout)
         server.max_request_header_size = MAX_HEADER_BYTES
         try:
             if self.tls is not None:
-                server.ssl_adapter = BuiltinSSLAdapter(str(self.tls[0]), str(self.tls[1]))
+                server.ssl_adapter = LazyHandshakeAdapter(str(self.tls[0]), str(self.tls[1]))
             server.prepare()
         except (OSError, ValueError) as e:
             raise OpusiError(
@@ -240,6 +248,7 @@ def serve(
     )  # fmt: skip
     if request_log is not None:
         write_request_log(request_log)
+    _raise_open_files_limit()
     server.start()
     restore = _interrupt_on_sigterm()
     try:
@@ -264,6 +273,22 @@ def write_request_log(path: Path) -> logging.Handler:
     requests.addHandler(handler)
     requests.setLevel(logging.INFO)
     return handler
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to :data:`OPEN_FILES`, or the hard limit if lower
+    (POSIX; nginx's ``worker_rlimit_nofile``)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            logger.warning("could not raise the limit of open files from %d: %s", soft, e)
 
 
 def _interrupt_on_sigterm() -> Callable[[], None]:
