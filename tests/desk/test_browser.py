@@ -18,6 +18,7 @@ from tests.integration.test_update import run
 from tests.support.browser import browser, chromium, desk, screenshot
 from updater.publisher.desk import staff
 from updater.publisher.licenses import open_registry
+from updater.publisher.repository import load_state
 from updater.publisher.serving import Server, write_request_log
 
 pytestmark = [pytest.mark.posix_only,
@@ -187,6 +188,9 @@ def test_a_release_engineer_raises_a_rollout_and_withdraws_a_build(site: Site) -
         _find(driver, "withdraw-reason").send_keys("breaks the lab import")
         _find(driver, "withdraw-confirm").click()
         assert "breaks the lab import" in _submit(driver, "withdraw", "offered").text
+        signed = load_state(site.vendor.repo)  # in the signed metadata the updaters read
+        assert signed.build_info(1152).withdrawn == "breaks the lab import"
+        assert signed.build_info(1155).audience.percent == 30
         screenshot(driver, "desk-4-build")
         driver.get(site.desk_url + "/builds")
         screenshot(driver, "desk-5-builds")

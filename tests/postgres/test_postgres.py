@@ -198,3 +198,24 @@ def test_the_database_down_behind_nginx(shared: Vendor, pg: Postgres, tmp_path: 
             pg.start()
         answer = _get(front.url, "PG-NOBODY")
         assert (answer.status, answer.headers.get(ERROR_HEADER)) == (403, "7")
+
+
+def test_the_support_desk_on_postgresql(shared: Vendor, pg: Postgres, tmp_path: Path) -> None:
+    """A license registered on the desk (its registry in PostgreSQL) is served by an update
+    server on the same database at once; the audit entry is in the database."""
+    from tests.desk.test_security import PASSWORD, Browser
+    from tests.support.browser import desk
+    from updater.publisher.desk import staff
+
+    with open_registry(pg.url) as registry:
+        staff.add(registry.db, "pia", PASSWORD, ["support"])
+    with served(shared) as update_url, desk(pg.url, shared.repo, None, [], tmp_path) as url:
+        assert _get(update_url, "PG-DESK-1").headers.get(ERROR_HEADER) == "7"
+        member = Browser(url)
+        assert member.sign_in("pia").status == 303
+        token = member.csrf("/licenses")
+        assert member.request("POST", "/licenses", {"csrf": token, "number": "PG-DESK-1",
+                                                    "note": "Praxis am Markt"}).status == 303
+        assert _get(update_url, "PG-DESK-1").status == 200
+    assert pg.psql("SELECT staff, action, subject FROM audit WHERE subject = 'PG-DESK-1'") == (
+        "pia|license.add|PG-DESK-1\n")
