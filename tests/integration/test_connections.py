@@ -238,3 +238,46 @@ def test_beyond_max_waiting_the_longest_waiting_go_first(vendor: Vendor,
                 sock.recv(4096)
         for sock in first + later:
             sock.close()
+
+
+def test_slow_request_bodies_keep_no_one_waiting(vendor: Vendor) -> None:
+    """64 clients announce a body of 100,000 bytes and send a byte a second: each gets its 405
+    and its connection closed at once; a normal request meanwhile is answered at once."""
+    with _running(Server(vendor.repo, vendor.db, threads=THREADS)) as server:
+        address = ("127.0.0.1", server.port)
+        senders = []
+        for _ in range(SLOW):
+            sock = socket.create_connection(address, timeout=5)
+            sock.sendall(b"POST /metadata/timestamp.json HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 100000\r\n\r\nx")
+            senders.append(sock)
+        stop = threading.Event()
+
+        def drip() -> None:
+            while not stop.wait(1.0):
+                for sock in senders:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"x")
+
+        dripper = threading.Thread(target=drip)
+        dripper.start()
+        try:
+            time.sleep(2.5)
+            started = time.monotonic()
+            answer = urllib3.request("GET", f"http://127.0.0.1:{server.port}/metadata/"
+                                     "timestamp.json", headers={LICENSE_HEADER: LICENSE},
+                                     retries=False, timeout=10)
+            waited = time.monotonic() - started
+            print(f"[connections] {SLOW} slow request bodies open, a normal request answered "
+                  f"{answer.status} in {waited:.3f} s")
+            assert answer.status == 200 and waited < 2.0
+            ends = _ends(senders, started, 5)
+        finally:
+            stop.set()
+            dripper.join()
+            for sock in senders:
+                sock.close()
+    assert len(ends) == SLOW  # every one closed by the server, not waited for
+    for _, data in ends:
+        assert data.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n"), data[:80]
+        assert b"Connection: close" in data
