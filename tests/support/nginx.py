@@ -48,9 +48,10 @@ def render(repo: Path, upstream: str, port: int, folder: Path, auth_cache: str) 
 
 @contextmanager
 def running(repo: Path, upstream_url: str, folder: Path,
-            auth_cache: str = "2s") -> Iterator[Nginx]:
+            auth_cache: str = "2s", workers: str = "1") -> Iterator[Nginx]:
     """nginx in front of ``repo`` with the license check at ``upstream_url`` (the project's
-    server), on a free loopback port; stopped at the end."""
+    server), on a free loopback port; stopped at the end. ``workers``: nginx's
+    ``worker_processes`` (``auto``: one per core; scripts/loadbench)."""
     binary = nginx_path()
     if binary is None:
         raise RuntimeError("nginx is not installed (scripts/test installs it with apt-get)")
@@ -62,7 +63,7 @@ def running(repo: Path, upstream_url: str, folder: Path,
     user = "user root;\n" if os.geteuid() == 0 else ""
     site = render(repo, upstream_url.removeprefix("http://"), port, folder, auth_cache)
     (folder / "nginx.conf").write_text(
-        f"daemon off;\n{user}worker_processes 1;\nworker_rlimit_nofile 8192;\n"
+        f"daemon off;\n{user}worker_processes {workers};\nworker_rlimit_nofile 8192;\n"
         f"pid {folder}/nginx.pid;\n"
         f"error_log {folder}/error.log;\nevents {{ worker_connections 4096; }}\n"
         f"http {{\n  default_type application/octet-stream;\n{temps}\n{site}\n}}\n")
