@@ -62,7 +62,7 @@ import py7zr  # noqa: E402
 import treegen  # noqa: E402
 
 from tests.support.frozen_build import build_frozen  # noqa: E402
-from tests.support.processes import free_port, stop_process  # noqa: E402
+from tests.support.processes import NO_PROXY_ENV, free_port, stop_process  # noqa: E402
 from updater.core.errors import OpusiError  # noqa: E402
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
@@ -93,7 +93,6 @@ IN_PROCESS = "ours n/a (in-process)"
 #: level (a method known only to this process) so the set-up stays short. Every measured package
 #: is published with the default method.
 BASELINE_METHOD = "zstd-bench-baseline"
-NO_PROXY_ENV = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy")
 
 
 class BenchError(Exception):

@@ -65,7 +65,7 @@ from loadbench_runs import (  # noqa: E402
 
 from tests.conftest import LICENSE, Vendor, make_install, make_vendor  # noqa: E402
 from tests.support.nginx import Nginx, nginx_path, running  # noqa: E402
-from tests.support.processes import stop_process  # noqa: E402
+from tests.support.processes import serve_process  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
 from updater.publisher import repository  # noqa: E402
 from updater.publisher.licenses import open_registry  # noqa: E402
@@ -74,6 +74,7 @@ BUILDS = (1190, 1191, 1192)  # at or above the start-up check's minimum build (1
 CHECK_LICENSES = [f"LOAD-{i:04d}" for i in range(1000)]
 AUTH_CACHE = "60s"  # how long nginx keeps a license decision here
 NEW_NUMBERS = "nginx in front, every check a new license number"
+TWO_SERVICES = "nginx in front, 2 license services, every check a new license number"
 GOAL_RATIO, GOAL_CHECKS, GOAL_P99_MS = 10.0, 10_000, 50.0
 MB = 1_000_000
 
@@ -131,27 +132,17 @@ def make_repository(cfg: Config) -> Vendor:
     return vendor
 
 
-def start_server(stack: ExitStack, vendor: Vendor, work: Path) -> tuple[str, int]:
+def start_server(stack: ExitStack, vendor: Vendor, work: Path, name: str = "server"
+                 ) -> tuple[str, int]:
     """``opusi-repo serve`` (default threads) with a request log; its URL and process id."""
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "opusi-repo"), "serve", "--repo", str(vendor.repo),
-         "--db", str(vendor.db), "--bind", "127.0.0.1:0", "--request-log",
-         str(work / "requests.log")],
-        stdout=subprocess.PIPE, stderr=(work / "server.log").open("w"), text=True,
-        env=clean_env())  # fmt: skip
-    stack.callback(stop_process, proc, 30)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    port = line.rstrip().rpartition(":")[2]
-    if not port.isdigit():
-        raise BenchError(f"the server did not start: {line!r}; see {work / 'server.log'}")
-    return f"http://127.0.0.1:{port}", proc.pid
+    return stack.enter_context(serve_process(vendor.repo, vendor.db, work / f"{name}.log",
+                                             work / f"{name}-requests.log"))
 
 
 def discover_check(vendor: Vendor, url: str, work: Path) -> list[Step]:
     """The requests of one real start-up check with nothing new published (the install at the
     newest build, by the updater), read from the server's request log."""
-    install, requests_log = work / "install", work / "requests.log"
+    install, requests_log = work / "install", work / "server-requests.log"
     make_install(install, vendor.trees[BUILDS[0]], BUILDS[0], url, LICENSE)
     env = {**clean_env(), "OPUSI_STATE_DIR": str(work / "state")}
     tools, root = Path(sys.executable).parent, str(vendor.root_file)
@@ -264,9 +255,17 @@ def measure(cfg: Config, stack: ExitStack) -> Results:
     result.error_log = (front.folder / "error.log").stat().st_size
     time.sleep(0.5)  # the server logs a request once it is answered
     asked = [line.rsplit("license=", 1)[1].split()[0]
-             for line in (cfg.work / "requests.log").read_text().splitlines()
+             for line in (cfg.work / "server-requests.log").read_text().splitlines()
              if " /license-check " in line and "license=LOAD-N" in line]
     result.asked = len(asked) / max(1, len(set(asked)))
+    # the same with a second license service on the same registry (nginx's upstream of both;
+    # a fresh nginx, so every number is new to it again)
+    url2, server2 = start_server(stack, vendor, cfg.work, "server2")
+    front2 = stack.enter_context(running(vendor.repo, [url, url2], cfg.work / "nginx2",
+                                         AUTH_CACHE, "auto"))
+    wrk(TWO_SERVICES, front2.url, cfg.connections[0],
+        {"nginx": nginx_pid(front2), "server": server, "server 2": server2},
+        numbers=cfg.work / "new-licenses.txt", duration=cfg.new_duration)
     targets = repository.load_state(vendor.repo).builds().values()
     served = vendor.repo / "targets"
     files = [(f"/targets/{repository.target_file(vendor.repo, t).relative_to(served)}",
@@ -299,6 +298,10 @@ def goals(r: Results) -> list[str]:
                  f"check; {new.connections:,} connections)", "(the same)",
                  f"{new.checks:,.0f}/s, p99 <= {new.check_p99:.1f} ms",
                  new.checks >= GOAL_CHECKS and new.check_p99 < GOAL_P99_MS))
+    two = next(x for x in r.runs if x.label == TWO_SERVICES)
+    rows.append((f"the same with 2 license services ({two.connections:,} connections)",
+                 "(the same)", f"{two.checks:,.0f}/s, p99 <= {two.check_p99:.1f} ms",
+                 two.checks >= GOAL_CHECKS and two.check_p99 < GOAL_P99_MS))
     errors = sum(sum(x.errors.values()) for x in r.runs)
     rows.append(("errors in the wrk runs", "0", str(errors), errors == 0))
     for d in r.downloads:
@@ -378,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         # nginx's access log: ~100 bytes a request, some hundred MB after a full run
-        (cfg.work / "nginx" / "access.log").unlink(missing_ok=True)
+        for front in ("nginx", "nginx2"):
+            (cfg.work / front / "access.log").unlink(missing_ok=True)
     print(report(result, cfg, load_before, started))
     return 0
 

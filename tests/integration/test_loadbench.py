@@ -40,7 +40,8 @@ def test_quick_loadbench_gives_every_figure_without_errors(tmp_path: Path) -> No
     checks = {row[0]: row for row in rows if len(row) == 8 and row[1] == "50"}
     assert set(checks) == {"server alone", "server alone, `/license-check` only",
                            "nginx in front", "nginx in front, paced to 10,000 checks/s",
-                           "nginx in front, every check a new license number"}
+                           "nginx in front, every check a new license number",
+                           "nginx in front, 2 license services, every check a new license number"}
     for label, row in checks.items():
         assert _number(row[2]) > 0, row  # requests/s
         if "license-check" not in label:
@@ -50,6 +51,8 @@ def test_quick_loadbench_gives_every_figure_without_errors(tmp_path: Path) -> No
         assert 0 < p50 <= p99, row
         assert row[6] == "0", row  # errors
         assert "wrk" in row[7] and "all" in row[7], row
+    two = checks["nginx in front, 2 license services, every check a new license number"][7]
+    assert int(two.split("server 2 ")[1].split()[0]) > 0, two  # the second one did its share
     downloads = {row[0]: row for row in rows if len(row) == 8 and row[1] == "20"}
     assert set(downloads) == {"nginx in front", "server alone"}
     for row in downloads.values():
@@ -60,4 +63,5 @@ def test_quick_loadbench_gives_every_figure_without_errors(tmp_path: Path) -> No
     assert any(label.startswith("nginx / server alone") for label in goals)
     assert "`GET /metadata/timestamp.json` -> 200" in done.stdout
     assert "load average" in done.stdout and "cores" in done.stdout
-    assert not (tmp_path / "lb" / "nginx" / "access.log").exists()
+    for front in ("nginx", "nginx2"):
+        assert not (tmp_path / "lb" / front / "access.log").exists()

@@ -5,7 +5,9 @@ server answers only the license check (``auth_request``), and the updater runs a
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -27,6 +29,7 @@ from tests.conftest import (
 )
 from tests.integration.test_update import run
 from tests.support.nginx import Nginx, free_port, nginx_path, running
+from tests.support.processes import serve_process
 from tests.support.relay import Relay
 from updater.core.errors import LicenseMissingError, LicenseRefusedError, RegistrationMissingError
 from updater.core.paths import WORK_DIR
@@ -149,6 +152,64 @@ def test_the_license_service_down(vendor: Vendor, tmp_path: Path) -> None:
         install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, front.url)
         assert run(install, vendor) == 6
         assert program_files(install) == vendor_files(vendor.trees[1147], 1147)
+
+
+def _asked(request_log: Path) -> list[str]:
+    """The license numbers a license service was asked about, from its request log."""
+    if not request_log.exists():
+        return []
+    return [line.rsplit("license=", 1)[1].split()[0]
+            for line in request_log.read_text().splitlines() if " /license-check " in line]
+
+
+def test_two_license_services_behind_one_nginx(vendor: Vendor, tmp_path: Path) -> None:
+    """The deployment for many practices (README): nginx with an ``upstream`` of two license
+    services (``opusi-repo serve`` processes) on one registry. nginx spreads the checks over
+    both; with one stopped (an upgrade, a crash) it asks the other, and an update goes through;
+    a license revoked in the registry is refused within the cache time."""
+    logs = [tmp_path / "first-requests.log", tmp_path / "second-requests.log"]
+    numbers = [f"TWO-{i:04d}" for i in range(30)]
+    with open_registry(vendor.db) as registry:
+        for number in numbers:
+            registry.add(number, entitled_until=None)
+    with contextlib.ExitStack() as stack:
+        (first, first_pid), (second, _) = (
+            stack.enter_context(serve_process(vendor.repo, vendor.db, tmp_path / f"{n}.log", log))
+            for n, log in zip(("first", "second"), logs, strict=True))
+        front = stack.enter_context(running(vendor.repo, [first, second], tmp_path / "nginx",
+                                            f"{AUTH_CACHE:g}s"))
+        for number in numbers[:20]:
+            assert _get(front, "/metadata/timestamp.json", number).status == 200
+        deadline = time.monotonic() + 5  # a service logs a request once it has answered it
+        while sum(len(_asked(log)) for log in logs) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        asked = [_asked(log) for log in logs]
+        assert sorted(asked[0] + asked[1]) == numbers[:20]  # each number asked once, by one
+        assert asked[0] and asked[1], asked  # both took a share
+
+        os.kill(first_pid, signal.SIGTERM)  # the first one stops
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", int(first.rpartition(":")[2]))) != 0:
+                    break
+            time.sleep(0.05)
+        for number in numbers[20:]:  # new to nginx: it must ask, and only the second answers
+            assert _get(front, "/metadata/timestamp.json", number).status == 200
+        install = make_install(tmp_path / "opusi", vendor.trees[1147], 1147, front.url,
+                               numbers[-1])
+        assert run(install, vendor) == 0
+        assert program_files(install) == vendor_files(vendor.trees[1155], 1155)
+        time.sleep(0.2)
+        assert set(numbers[20:]) <= set(_asked(logs[1]))
+
+        with open_registry(vendor.db) as registry:
+            registry.revoke(numbers[-1])
+        revoked_at = time.monotonic()
+        while (answer := _get(front, "/metadata/timestamp.json", numbers[-1])).status == 200:
+            assert time.monotonic() - revoked_at < AUTH_CACHE + 1.5, "still served"
+            time.sleep(0.1)
+        assert (answer.status, answer.headers[ERROR_HEADER]) == (403, "2")
 
 
 def test_idle_and_slow_connections_keep_no_one_waiting(nginx: Nginx) -> None:

@@ -9,7 +9,7 @@ import socket
 import string
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +47,12 @@ def render(repo: Path, upstream: str, port: int, folder: Path, auth_cache: str) 
 
 
 @contextmanager
-def running(repo: Path, upstream_url: str, folder: Path,
+def running(repo: Path, upstream_url: str | Sequence[str], folder: Path,
             auth_cache: str = "2s", workers: str = "1") -> Iterator[Nginx]:
     """nginx in front of ``repo`` with the license check at ``upstream_url`` (the project's
-    server), on a free loopback port; stopped at the end. ``workers``: nginx's
-    ``worker_processes`` (``auto``: one per core; scripts/loadbench)."""
+    server; several: an ``upstream`` block of them, as the template's head says), on a free
+    loopback port; stopped at the end. ``workers``: nginx's ``worker_processes`` (``auto``:
+    one per core; scripts/loadbench)."""
     binary = nginx_path()
     if binary is None:
         raise RuntimeError("nginx is not installed (scripts/test installs it with apt-get)")
@@ -61,12 +62,19 @@ def running(repo: Path, upstream_url: str, folder: Path,
     temps = "\n".join(f"  {kind}_temp_path {folder}/tmp/{kind};"
                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     user = "user root;\n" if os.geteuid() == 0 else ""
-    site = render(repo, upstream_url.removeprefix("http://"), port, folder, auth_cache)
+    urls = [upstream_url] if isinstance(upstream_url, str) else list(upstream_url)
+    upstreams = ""
+    if len(urls) == 1:
+        site = render(repo, urls[0].removeprefix("http://"), port, folder, auth_cache)
+    else:
+        servers = "".join(f"    server {url.removeprefix('http://')};\n" for url in urls)
+        upstreams = f"  upstream opusi_services {{\n{servers}  }}\n"
+        site = render(repo, "opusi_services", port, folder, auth_cache)
     (folder / "nginx.conf").write_text(
         f"daemon off;\n{user}worker_processes {workers};\nworker_rlimit_nofile 8192;\n"
         f"pid {folder}/nginx.pid;\n"
         f"error_log {folder}/error.log;\nevents {{ worker_connections 4096; }}\n"
-        f"http {{\n  default_type application/octet-stream;\n{temps}\n{site}\n}}\n")
+        f"http {{\n  default_type application/octet-stream;\n{temps}\n{upstreams}{site}\n}}\n")
     proc = subprocess.Popen([binary, "-p", str(folder), "-c", str(folder / "nginx.conf"),
                              "-e", str(folder / "error.log")],
                             stdout=subprocess.DEVNULL, stderr=(folder / "stderr.log").open("w"))
