@@ -11,6 +11,7 @@ Wine's ``Z:`` drive.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -163,12 +164,15 @@ def kill_windows_processes(marker: str) -> int:
     how many there were. A Windows program is one or more Linux processes under Wine (the
     one-file .exe: its launcher and its child), so this is a hard kill from outside."""
     killed = 0
+    # the whole path, not a prefix: killing a hung run in ...\k15 must not kill the run in
+    # ...\k157 beside it (the kill test runs two cases at once; it once did)
+    whole = re.compile(re.escape(marker) + r'(?=$|[\s\0"])')
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             command = (proc / "cmdline").read_bytes().decode("utf-8", "replace")
-            if marker in command:
+            if whole.search(command):
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed += 1
         except (OSError, ProcessLookupError):
