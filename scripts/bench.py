@@ -62,7 +62,7 @@ import py7zr  # noqa: E402
 import treegen  # noqa: E402
 
 from tests.support.frozen_build import build_frozen  # noqa: E402
-from tests.support.processes import NO_PROXY_ENV, free_port, stop_process  # noqa: E402
+from tests.support.processes import clean_env, free_port, stop_process  # noqa: E402
 from updater.core.errors import OpusiError  # noqa: E402
 from updater.core.paths import BACKUP_DIR, BUILD_FILE, CONFIG_FILE, EXCLUDED_DIRS, WORK_DIR  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
@@ -161,11 +161,6 @@ def run(cmd: Sequence[str | Path], **kw: object) -> None:
             f"{' '.join(map(str, cmd))} failed ({done.returncode}): "
             f"{(done.stderr or done.stdout).strip()[-2000:]}"
         )
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without proxy settings: all traffic stays on 127.0.0.1."""
-    return {k: v for k, v in os.environ.items() if k not in NO_PROXY_ENV}
 
 
 def median(values: Sequence[float]) -> float:

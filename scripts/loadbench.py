@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import BenchError, clean_env, load, machine  # noqa: E402
+from bench import BenchError, load, machine  # noqa: E402
 from loadbench_runs import (  # noqa: E402
     WRK_TIMEOUT,
     Downloads,
@@ -65,10 +65,11 @@ from loadbench_runs import (  # noqa: E402
 
 from tests.conftest import LICENSE, Vendor, make_install, make_vendor  # noqa: E402
 from tests.support.nginx import Nginx, nginx_path, running  # noqa: E402
-from tests.support.processes import serve_process  # noqa: E402
+from tests.support.processes import clean_env, serve_process  # noqa: E402
 from updater.core.protocol import LICENSE_HEADER  # noqa: E402
 from updater.publisher import repository  # noqa: E402
 from updater.publisher.licenses import open_registry  # noqa: E402
+from updater.publisher.status import read_requests  # noqa: E402
 
 BUILDS = (1190, 1191, 1192)  # at or above the start-up check's minimum build (1190)
 CHECK_LICENSES = [f"LOAD-{i:04d}" for i in range(1000)]
@@ -254,9 +255,9 @@ def measure(cfg: Config, stack: ExitStack) -> Results:
                                   f"for {cfg.new_numbers:,} numbers: too high**)")
     result.error_log = (front.folder / "error.log").stat().st_size
     time.sleep(0.5)  # the server logs a request once it is answered
-    asked = [line.rsplit("license=", 1)[1].split()[0]
-             for line in (cfg.work / "server-requests.log").read_text().splitlines()
-             if " /license-check " in line and "license=LOAD-N" in line]
+    log_lines = (cfg.work / "server-requests.log").read_text().splitlines()
+    asked = [r.license for r in read_requests(log_lines)
+             if r.path == "/license-check" and r.license.startswith("LOAD-N")]
     result.asked = len(asked) / max(1, len(set(asked)))
     # the same with a second license service on the same registry (nginx's upstream of both;
     # a fresh nginx, so every number is new to it again)

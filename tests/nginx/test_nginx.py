@@ -158,8 +158,8 @@ def _asked(request_log: Path) -> list[str]:
     """The license numbers a license service was asked about, from its request log."""
     if not request_log.exists():
         return []
-    return [line.rsplit("license=", 1)[1].split()[0]
-            for line in request_log.read_text().splitlines() if " /license-check " in line]
+    return [r.license for r in read_requests(request_log.read_text().splitlines())
+            if r.path == "/license-check"]
 
 
 def test_two_license_services_behind_one_nginx(vendor: Vendor, tmp_path: Path) -> None:

@@ -16,6 +16,11 @@ NO_PROXY_ENV = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_p
                 "ALL_PROXY")
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without proxy settings: all traffic stays on 127.0.0.1."""
+    return {k: v for k, v in os.environ.items() if k not in NO_PROXY_ENV}
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 nobody listens on right now."""
     with socket.socket() as sock:
@@ -42,9 +47,9 @@ def serve_process(repo: Path, db: Path | str, stderr_log: Path,
                "--db", str(db), "--bind", "127.0.0.1:0"]
     if request_log is not None:
         command += ["--request-log", str(request_log)]
-    env = {k: v for k, v in os.environ.items() if k not in NO_PROXY_ENV}
     with stderr_log.open("w") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=clean_env())
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # "Serving REPO on 127.0.0.1:PORT"

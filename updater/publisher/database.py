@@ -149,11 +149,11 @@ class Database:
         # Two pools: reads (every license check) outside transactions, whose connections are
         # set to autocommit once when made instead of at every check-out and check-in (which
         # cost the license check under load a tenth of its time), and writes in transactions.
-        self._reader: Engine = self._engine(url, "AUTOCOMMIT", reads=True)
-        self.engine: Engine = self._engine(url, None, reads=False)
+        self._reader: Engine = self._engine(url, reads=True)
+        self.engine: Engine = self._engine(url, reads=False)
 
-    def _engine(self, url: Any, isolation: str | None, *, reads: bool) -> Engine:
-        options: dict[str, Any] = {"isolation_level": isolation} if isolation else {}
+    def _engine(self, url: Any, *, reads: bool) -> Engine:
+        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if reads else {}
         if self.sqlite:
             # one connection per server thread: opening one per request (WAL and busy timeout
             # set each time) cost the license check another tenth
@@ -289,9 +289,9 @@ def _sqlite_connect(dbapi: DBAPIConnection, record: ConnectionPoolEntry) -> None
 
 def _sqlite_begin(conn: Connection) -> None:
     # A write transaction takes the write lock at once (waiting up to the busy timeout), so it
-    # never fails half-way for a lock another process holds; reads run outside transactions.
-    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # never fails half-way for a lock another process holds. Only the writing engine listens:
+    # reads run outside transactions, on the autocommit engine of their own.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def rows(conn: Connection, statement: Any) -> Sequence[Any]:
